@@ -1,0 +1,3 @@
+from kocscope.cli import main
+
+main()

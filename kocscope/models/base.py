@@ -1,0 +1,84 @@
+"""What every kocscope estimator shares: raw outputs, calibration, decisions.
+
+Each model kind (lexical, transformer) implements ``predict_outputs`` and the
+bundle I/O; calibration and the decision threshold are applied here once, so
+every kind turns raw scores into ``p_promotion`` and labels the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+LABELS = ("genuine", "promotion")
+
+
+@dataclass
+class ModelOutputs:
+    """Raw model outputs for a batch of texts, before calibration."""
+
+    logits: np.ndarray  # promotion logit per text, shape (n,)
+    seeding: np.ndarray  # seeding strength per text in [0, 1], shape (n,)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(x >= 0, 1.0 / (1.0 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1.0 + np.exp(-np.abs(x))))
+
+
+class PostEstimator:
+    """Mixin: calibrated probabilities and labels from ``predict_outputs``.
+
+    Calibration is Platt-style, ``p = sigmoid(a * logit + b)``; temperature
+    scaling is the case ``b = 0``. A bias term matters because class weighting
+    during training shifts the logits away from the true base rate.
+    """
+
+    kind: ClassVar[str] = ""
+    calibration_: dict[str, float]
+    threshold_: float
+
+    def predict_outputs(self, texts: Sequence[str], batch_size: int | None = None) -> ModelOutputs:
+        raise NotImplementedError
+
+    # -- calibration state -------------------------------------------------
+    def _calibration(self) -> tuple[float, float]:
+        cal = getattr(self, "calibration_", None) or {}
+        return float(cal.get("a", 1.0)), float(cal.get("b", 0.0))
+
+    def _threshold(self) -> float:
+        return float(getattr(self, "threshold_", 0.5))
+
+    def set_calibration(self, a: float = 1.0, b: float = 0.0, threshold: float = 0.5, method: str = "platt") -> None:
+        self.calibration_ = {"method": method, "a": float(a), "b": float(b)}
+        self.threshold_ = float(threshold)
+
+    def calibration_config(self) -> dict[str, Any]:
+        a, b = self._calibration()
+        method = (getattr(self, "calibration_", None) or {}).get("method", "none")
+        return {"calibration": {"method": method, "a": a, "b": b}, "threshold": self._threshold()}
+
+    def load_calibration_config(self, config: dict[str, Any]) -> None:
+        cal = config.get("calibration") or {}
+        self.set_calibration(cal.get("a", 1.0), cal.get("b", 0.0), config.get("threshold", 0.5), cal.get("method", "none"))
+
+    # -- decisions ------------------------------------------------------------
+    def p_promotion(self, logits: np.ndarray) -> np.ndarray:
+        a, b = self._calibration()
+        return sigmoid(a * np.asarray(logits, dtype=np.float64) + b)
+
+    def labels(self, p_promotion: np.ndarray) -> np.ndarray:
+        return np.where(np.asarray(p_promotion) >= self._threshold(), LABELS[1], LABELS[0])
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        p = self.p_promotion(self.predict_outputs(texts).logits)
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        return self.labels(self.p_promotion(self.predict_outputs(texts).logits))
+
+    def predict_seeding(self, texts: Sequence[str]) -> np.ndarray:
+        return self.predict_outputs(texts).seeding

@@ -1,0 +1,131 @@
+"""The kocscope model bundle: one directory format for every trained model.
+
+Layout::
+
+    config.json     kind, settings, label map, calibration, threshold ...
+    *.safetensors   weights (never pickle)
+    *.json          vocabularies and other plain data
+    README.md       generated model card
+    manifest.json   sha256 of every other file
+
+A bundle is written into a temporary sibling folder and renamed into place, so
+an interrupted save never leaves a half bundle that loads. Loading checks every
+file against the manifest before any of it is parsed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BUNDLE_FORMAT = 1
+CONFIG_FILE = "config.json"
+MANIFEST_FILE = "manifest.json"
+CARD_FILE = "README.md"
+
+# kind -> "module:Class"; the class provides from_pretrained(directory)
+MODEL_KINDS = {
+    "lexical": "kocscope.models.lexical:LexicalModel",
+    "transformer": "kocscope.models.modeling:TransformerPostModel",
+}
+
+
+class BundleError(RuntimeError):
+    """A bundle that is missing, incomplete, tampered with or of the wrong kind."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_bundle(
+    directory: str | os.PathLike[str],
+    config: dict[str, Any],
+    write_files: Callable[[Path], None],
+    card: str | None = None,
+) -> Path:
+    """Write a bundle atomically; ``write_files(tmp)`` writes the model's own files."""
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write_files(tmp)
+        full = {"format": BUNDLE_FORMAT, **config}
+        (tmp / CONFIG_FILE).write_text(json.dumps(full, ensure_ascii=False, indent=2, sort_keys=True), encoding="utf-8")
+        if card is None:
+            from kocscope.models.model_card import render_card
+
+            card = render_card(full)
+        (tmp / CARD_FILE).write_text(card, encoding="utf-8")
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        manifest = {"format": BUNDLE_FORMAT, "files": files}
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+        _replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    if dst.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
+        os.replace(dst, old / dst.name)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+def read_bundle_config(directory: str | os.PathLike[str], expected_kind: str | None = None) -> dict[str, Any]:
+    """Verify a bundle against its manifest and return its config."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise BundleError(f"{root}: not a model bundle directory (it does not exist or is a file)")
+    manifest_path = root / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise BundleError(f"{root}: missing {MANIFEST_FILE}; not a kocscope bundle, or an incomplete save")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        listed: dict[str, str] = manifest["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{manifest_path}: unreadable manifest ({exc})") from exc
+    for name, digest in listed.items():
+        path = root / name
+        if Path(name).name != name:
+            raise BundleError(f"{manifest_path}: file name {name!r} points outside the bundle")
+        if not path.is_file():
+            raise BundleError(f"{root}: missing file {name} listed in the manifest")
+        if sha256_file(path) != digest:
+            raise BundleError(f"{path}: sha256 does not match the manifest; the file was changed or corrupted")
+    unlisted = sorted(p.name for p in root.iterdir() if p.is_file() and p.name not in listed and p.name != MANIFEST_FILE)
+    if unlisted:
+        raise BundleError(f"{root}: files not in the manifest: {', '.join(unlisted)}")
+    if CONFIG_FILE not in listed:
+        raise BundleError(f"{root}: the manifest does not list {CONFIG_FILE}")
+    config = json.loads((root / CONFIG_FILE).read_text(encoding="utf-8"))
+    kind = config.get("kind")
+    if kind not in MODEL_KINDS:
+        raise BundleError(f"{root / CONFIG_FILE}: unknown model kind {kind!r}; expected one of {sorted(MODEL_KINDS)}")
+    if expected_kind is not None and kind != expected_kind:
+        raise BundleError(f"{root}: bundle holds a {kind!r} model, not a {expected_kind!r} model")
+    return config
+
+
+def load_estimator(directory: str | os.PathLike[str]) -> Any:
+    """Load whichever estimator kind the bundle holds."""
+    from importlib import import_module
+
+    config = read_bundle_config(directory)
+    module, _, cls = MODEL_KINDS[config["kind"]].partition(":")
+    return getattr(import_module(module), cls).from_pretrained(directory)
