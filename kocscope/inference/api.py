@@ -1,0 +1,172 @@
+"""The library API: load a model bundle once, score posts from any caller.
+
+``load_model()`` returns a ``KocscopeModel`` that wraps whichever estimator the
+bundle holds (lexical or transformer) and turns raw outputs into ``PostScore``
+results. One lock guards the estimator, so a single loaded model can be shared
+by the threads of a service: fast tokenizers and torch modules are not safe to
+drive from several threads at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, Union
+
+from kocscope.data.records import Post, make_post_id
+from kocscope.data.text import detect_lang, normalize
+
+PostLike = Union[str, Post, Mapping[str, Any]]
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"
+SCORE_FIELDS = ("p_promotion", "authenticity", "label", "seeding", "lang")
+
+# Sentences for --explain: a run up to and including Chinese or Latin sentence
+# punctuation or a line break. Each is scored alone; the most promotional one
+# is reported as the span that drove the decision.
+_SENTENCE_RE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*")
+_MAX_EXPLAIN_SENTENCES = 48
+
+
+@dataclass(frozen=True)
+class PostScore:
+    """What the model says about one post (names as in labels.md)."""
+
+    id: str
+    p_promotion: float
+    authenticity: float
+    label: str
+    seeding: float
+    lang: str
+    # With explain=True: the matched cues, and the sentence that drove the
+    # decision. Offsets index into the normalized text, normalize(text).
+    cues: list[dict[str, Any]] | None = None
+    evidence: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("cues", "evidence"):
+            if out[key] is None:
+                del out[key]
+        return out
+
+
+def as_post(item: PostLike) -> Post:
+    """Accept what callers have at hand: a bare text, a record dict or a Post."""
+    if isinstance(item, Post):
+        return item
+    if isinstance(item, str):
+        text = normalize(item)
+        return Post(text=text, id=make_post_id(None, text), original_text=item)
+    if isinstance(item, Mapping):
+        return Post.from_dict(item)
+    raise TypeError(f"cannot score a {type(item).__name__}: pass a str, a dict with 'text', or a Post")
+
+
+class KocscopeModel:
+    """A loaded bundle, ready to score. Build it with ``kocscope.load_model``."""
+
+    def __init__(self, estimator: Any, path: str | os.PathLike[str] | None = None) -> None:
+        self.estimator = estimator
+        self.path = Path(path) if path is not None else None
+        self._lock = threading.Lock()
+
+    @property
+    def kind(self) -> str:
+        return self.estimator.kind
+
+    @property
+    def threshold(self) -> float:
+        return self.estimator._threshold()
+
+    def __repr__(self) -> str:
+        return f"KocscopeModel(kind={self.kind!r}, path={str(self.path)!r}, threshold={self.threshold:.3f})"
+
+    def score(self, items: Iterable[PostLike], batch_size: int = 32, explain: bool = False) -> list[PostScore]:
+        """Score posts given as texts, dicts or Posts; results keep input order."""
+        posts = [as_post(item) for item in items]
+        return self.score_posts(posts, batch_size=batch_size, explain=explain)
+
+    def score_iter(
+        self, items: Iterable[PostLike], batch_size: int = 32, explain: bool = False, window: int | None = None
+    ) -> Iterator[PostScore]:
+        """Score a stream with flat memory: ``window`` posts at a time (default
+        16 batches), which the estimator sorts by length so padding stays small."""
+        window = window or 16 * batch_size
+        stream = iter(items)
+        while chunk := list(islice(stream, window)):
+            yield from self.score(chunk, batch_size=batch_size, explain=explain)
+
+    def score_posts(self, posts: Sequence[Post], batch_size: int = 32, explain: bool = False) -> list[PostScore]:
+        if not posts:
+            return []
+        texts = [post.model_text for post in posts]
+        with self._lock:
+            outputs = self.estimator.predict_outputs(texts, batch_size=batch_size)
+            p = self.estimator.p_promotion(outputs.logits)
+            labels = self.estimator.labels(p)
+            bodies = [post.text for post in posts]
+            evidence = self._evidence(bodies, batch_size) if explain else [None] * len(posts)
+        cues = [_cues(post.text) for post in posts] if explain else [None] * len(posts)
+        return [
+            PostScore(
+                id=post.id,
+                p_promotion=float(p[i]),
+                authenticity=float(1.0 - p[i]),
+                label=str(labels[i]),
+                seeding=float(outputs.seeding[i]),
+                lang=post.lang or detect_lang(post.text),
+                cues=cues[i],
+                evidence=evidence[i],
+            )
+            for i, post in enumerate(posts)
+        ]
+
+    def _evidence(self, texts: Sequence[str], batch_size: int) -> list[dict[str, Any] | None]:
+        """Per post, the sentence that reads most promotional when scored alone."""
+        spans: list[tuple[int, int, int, str]] = []  # (post, start, end, sentence)
+        for i, text in enumerate(texts):
+            found = [m for m in _SENTENCE_RE.finditer(text) if m.group().strip()]
+            for m in found[:_MAX_EXPLAIN_SENTENCES]:
+                spans.append((i, m.start(), m.end(), m.group().strip()))
+        result: list[dict[str, Any] | None] = [None] * len(texts)
+        if not spans:
+            return result
+        p = self.estimator.p_promotion(self.estimator.predict_outputs([s[3] for s in spans], batch_size=batch_size).logits)
+        best: dict[int, int] = {}
+        for j, (i, *_rest) in enumerate(spans):
+            if i not in best or p[j] > p[best[i]]:
+                best[i] = j
+        for i, j in best.items():
+            _, start, end, sentence = spans[j]
+            result[i] = {"text": sentence, "start": start, "end": end, "p_promotion": float(p[j])}
+        return result
+
+
+def _cues(text: str) -> list[dict[str, Any]]:
+    from kocscope.data.cues import find_cues
+
+    return [
+        {"category": cue.category, "text": cue.text, "start": cue.start, "end": cue.end} for cue in find_cues(text)
+    ]
+
+
+def load_model(path: str | os.PathLike[str] | None = None) -> KocscopeModel:
+    """Load a bundle directory, or the shipped default model when ``path`` is None.
+
+    The bundle's manifest is verified before anything in it is parsed; nothing
+    is unpickled and no code from the bundle runs.
+    """
+    from kocscope.models.bundle import BundleError, load_estimator
+
+    target = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if path is None and not target.is_dir():
+        raise BundleError(
+            f"no default model is installed at {target}; pass a bundle directory (kocscope train writes one)"
+        )
+    return KocscopeModel(load_estimator(target), target)

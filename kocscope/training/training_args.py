@@ -1,0 +1,483 @@
+"""Training settings: one YAML/TOML file a data scientist edits, plus ``--set`` overrides.
+
+The file mirrors :class:`TrainConfig` section by section (``data``, ``split``,
+``model``, ``training``, ``calibration``, ``threshold``, ``output``); every key is
+optional except where the data must be named. Relative paths inside a config
+file are read relative to that file's folder, so a config works from any
+working directory; paths given by ``--set`` are relative to the working
+directory, like any other command-line path. Values are checked and coerced
+here, so a typo fails before a long training starts, naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "SplitConfig",
+    "ModelConfig",
+    "TrainingConfig",
+    "CalibrationConfig",
+    "ThresholdConfig",
+    "TrainConfig",
+    "load_config",
+    "config_from_dict",
+    "parse_override",
+]
+
+
+class ConfigError(ValueError):
+    """A config file, key or value that cannot be used; the message names the key."""
+
+
+@dataclass
+class DataConfig:
+    """Where the labelled posts are and what their columns mean."""
+
+    train: list[str] = field(default_factory=list)  # JSONL / CSV / Parquet files, concatenated
+    validation: Optional[str] = None  # a file; without it a stratified split of train is held out
+    dataset: Optional[str] = None  # a `datasets` folder (save_to_disk) or a dataset name
+    dataset_split: str = "train"
+    dataset_validation_split: Optional[str] = None
+    text_column: str = "text"
+    label_column: str = "label"
+    positive_label: Any = "promotion"  # the value meaning `promotion` ("yes", 1, "deceptive" ...)
+    negative_label: Any = None  # None: the one other value in the column
+    seeding_column: Optional[str] = None  # 0-4 grades; rows without one do not train that head
+    id_column: Optional[str] = None  # None: `id` when present, else ids are generated
+    group_columns: list[str] = field(default_factory=list)  # evaluation slices, e.g. topic
+    encoding: str = "utf-8"
+
+
+@dataclass
+class SplitConfig:
+    """How validation rows are held out when no validation file is given."""
+
+    val_fraction: float = 0.1
+    seed: int = 13
+
+
+@dataclass
+class ModelConfig:
+    """Which model kind to train; ``settings`` go to that class's ``__init__``."""
+
+    kind: Literal["lexical", "transformer"] = "lexical"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingConfig:
+    """The optimisation recipe (the transformer loop uses all of it, lexical the data parts)."""
+
+    epochs: int = 3
+    batch_size: int = 16
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup: float = 0.06  # fraction of all optimizer steps spent warming up linearly
+    grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
+    class_imbalance: Literal["weights", "sampling", "none"] = "weights"
+    seeding_weight: float = 0.5  # weight of the seeding loss next to the promotion loss
+    seeding_loss: Literal["mse", "bce"] = "mse"
+    early_stopping_metric: Literal["pr_auc", "loss"] = "pr_auc"
+    early_stopping_patience: int = 2  # evaluations without improvement; 0 turns it off
+    eval_every_steps: Optional[int] = None  # None: evaluate once per epoch
+    checkpoint_every_steps: Optional[int] = None  # besides every evaluation; for --resume
+    max_train_rows: Optional[int] = None  # stratified subsample of the training rows
+    max_steps: Optional[int] = None  # stop after this many optimizer steps in total
+    threads: Optional[int] = None  # None: the number of physical cores
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 13
+
+
+@dataclass
+class CalibrationConfig:
+    """How validation logits become probabilities (see kocscope.models.base)."""
+
+    method: Literal["platt", "temperature"] = "platt"
+
+
+@dataclass
+class ThresholdConfig:
+    """How the `promotion` decision threshold is chosen on validation data."""
+
+    rule: Literal["f1", "precision"] = "f1"
+    target_precision: float = 0.9
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; saved with the model it produced."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    output: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> TrainConfig:
+        return config_from_dict(raw)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the resolved config as JSON, atomically."""
+        from kocscope.html import write_page  # the project's atomic text writer
+
+        return write_page(path, json.dumps(self.to_dict(), ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+
+
+# --- loading ------------------------------------------------------------------
+
+
+def _yaml_loads(text: str) -> Any:
+    """YAML with 1.2 scalars: yes/no/on/off stay strings (label values like "yes" must survive)
+    and 3e-5 is a number, as people write them."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    bool_tag, float_tag = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:float"
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != bool_tag]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    Loader.add_implicit_resolver(float_tag, re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    suffix = path.suffix.lower()
+    text = path.read_text(encoding="utf-8")
+    try:
+        if suffix in (".yaml", ".yml"):
+            raw = _yaml_loads(text)
+        elif suffix == ".toml":
+            import tomllib
+
+            raw = tomllib.loads(text)
+        elif suffix == ".json":
+            raw = json.loads(text)
+        else:
+            raise ConfigError(
+                f"{path}: unknown config format {suffix!r}; use .yaml, .yml, .toml or .json"
+            )
+    except ConfigError:
+        raise
+    except Exception as exc:  # the parsers' own messages carry line and column
+        raise ConfigError(f"{path}: cannot parse config: {exc}") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: the config must be a mapping of sections, got {type(raw).__name__}"
+        )
+    return raw
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``training.lr=3e-5`` -> (["training", "lr"], "3e-5"); the value as a YAML scalar."""
+    import yaml
+
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(
+            f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. training.lr=3e-5"
+        )
+    try:
+        parsed = _yaml_loads(value) if value.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item!r}: cannot parse the value: {exc}") from exc
+    return key.split("."), parsed
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
+) -> TrainConfig:
+    """Read a YAML/TOML/JSON config (or start from defaults) and apply ``--set`` overrides."""
+    raw: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        file = Path(path)
+        raw = _read_file(file)
+        base_dir = file.resolve().parent
+        source = str(file)
+    else:
+        source = "config"
+    raw = _resolve_paths(_check_keys(raw, TrainConfig, source), base_dir)
+    for item in overrides:
+        keys, value = parse_override(item)
+        _set_dotted(raw, keys, value, f"--set {item!r}")
+    return config_from_dict(_resolve_paths(raw, Path.cwd()), source=source)
+
+
+def config_from_dict(raw: Mapping[str, Any], *, source: str = "config") -> TrainConfig:
+    """Build and check a TrainConfig from nested plain data (unknown keys are errors)."""
+    config = _build(TrainConfig, _check_keys(raw, TrainConfig, source), source)
+    _validate(config, source)
+    return config
+
+
+# --- schema walking -------------------------------------------------------------
+
+
+def _section_type(cls: type, name: str) -> Any:
+    return get_type_hints(cls)[name]
+
+
+def _valid_keys(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _check_keys(raw: Mapping[str, Any], cls: type, where: str, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"{where}: {prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}"
+        )
+    valid = _valid_keys(cls)
+    unknown = [k for k in raw if k not in valid]
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {', '.join(repr(prefix + str(k)) for k in unknown)}; "
+            f"valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(valid)}"
+        )
+    out: dict[str, Any] = {}
+    hints = get_type_hints(cls)
+    for key, value in raw.items():
+        sub = hints[key]
+        if dataclasses.is_dataclass(sub) and value is not None:
+            value = _check_keys(value, sub, where, f"{prefix}{key}.")
+        out[key] = value
+    return out
+
+
+def _set_dotted(raw: dict[str, Any], keys: list[str], value: Any, where: str) -> None:
+    """Set a dotted key, checking each part against the schema (free-form dicts excepted)."""
+    cls: Any = TrainConfig
+    node = raw
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        if cls is not None:
+            valid = _valid_keys(cls)
+            if key not in valid:
+                path = ".".join(keys[:depth])
+                raise ConfigError(
+                    f"{where}: unknown key {'.'.join(keys[: depth + 1])!r}; "
+                    f"valid keys{' in ' + path if path else ''}: {', '.join(valid)}"
+                )
+            sub = _section_type(cls, key)
+            next_cls = sub if dataclasses.is_dataclass(sub) else None
+            if not last and next_cls is None and _unwrap(sub)[0] is not dict:
+                raise ConfigError(
+                    f"{where}: {'.'.join(keys[: depth + 1])!r} is a value, not a section"
+                )
+        else:
+            next_cls = None
+        if last:
+            if cls is not None and next_cls is None:
+                value = _coerce(value, _section_type(cls, key), ".".join(keys), where)
+            node[key] = value
+            return
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"{where}: {'.'.join(keys[: depth + 1])!r} is not a section")
+        node, cls = child, next_cls
+
+
+def _unwrap(tp: Any) -> tuple[Any, tuple[Any, ...], bool]:
+    """(origin, args, optional) with Optional[X] reduced to X."""
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if origin in (Union, types.UnionType):
+        rest = tuple(a for a in args if a is not type(None))
+        optional = len(rest) < len(args)
+        if len(rest) == 1:
+            inner = _unwrap(rest[0])
+            return inner[0], inner[1], optional or inner[2]
+        return Union, rest, optional
+    return (origin or tp), args, False
+
+
+def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
+    origin, args, optional = _unwrap(tp)
+    if value is None:
+        if optional or origin is Any:
+            return None
+        raise ConfigError(f"{where}: {key} must not be empty")
+    if origin is Any:
+        return value
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(
+                f"{where}: {key} must be one of {', '.join(map(repr, args))}, got {value!r}"
+            )
+        return value
+    if origin is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+    if origin is int:
+        if isinstance(value, bool) or not (
+            isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        ):
+            if isinstance(value, str):
+                try:
+                    return int(value)
+                except ValueError:
+                    pass
+            raise ConfigError(f"{where}: {key} must be a whole number, got {value!r}")
+        return int(value)
+    if origin is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        try:
+            # PyYAML reads 3e-5 (no dot) as a string; accept it as the number it means
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: {key} must be a number, got {value!r}") from None
+    if origin is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: {key} must be a single value, got {value!r}")
+        return str(value)
+    if origin is list:
+        items = value if isinstance(value, list) else [value]
+        return [
+            _coerce(v, args[0] if args else Any, f"{key}[{i}]", where) for i, v in enumerate(items)
+        ]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: {key} must be a mapping of settings, got {value!r}")
+        return dict(value)
+    raise ConfigError(f"{where}: {key}: unsupported setting type {tp!r}")  # pragma: no cover
+
+
+def _build(cls: type, raw: Mapping[str, Any], where: str, prefix: str = "") -> Any:
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value or {}, where, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, tp, prefix + name, where)
+    return cls(**kwargs)
+
+
+_FILE_KEYS = ("train", "validation")
+
+
+def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Make relative data paths absolute against ``base_dir`` (the config file's folder)."""
+    data = raw.get("data")
+    if isinstance(data, dict):
+        data = dict(data)
+        for key in _FILE_KEYS:
+            value = data.get(key)
+            if isinstance(value, str):
+                data[key] = (
+                    _absolute(value, base_dir) if key != "train" else [_absolute(value, base_dir)]
+                )
+            elif isinstance(value, list):
+                data[key] = [_absolute(v, base_dir) if isinstance(v, str) else v for v in value]
+        dataset = data.get("dataset")
+        if isinstance(dataset, str) and (base_dir / dataset).exists():
+            data["dataset"] = str((base_dir / dataset).resolve())
+        raw = {**raw, "data": data}
+    model = raw.get("model")
+    if isinstance(model, dict) and isinstance(model.get("settings"), dict):
+        encoder = model["settings"].get("base_encoder")
+        if isinstance(encoder, str) and ":" not in encoder and (base_dir / encoder).is_dir():
+            raw = {
+                **raw,
+                "model": {
+                    **model,
+                    "settings": {
+                        **model["settings"],
+                        "base_encoder": str((base_dir / encoder).resolve()),
+                    },
+                },
+            }
+    if isinstance(raw.get("output"), str):
+        raw = {**raw, "output": _absolute(raw["output"], base_dir)}
+    return raw
+
+
+def _absolute(value: str, base_dir: Path) -> str:
+    if value == "-":
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base_dir / path).resolve())
+
+
+def _validate(config: TrainConfig, where: str) -> None:
+    data, split, training = config.data, config.split, config.training
+    if not data.train and not data.dataset:
+        raise ConfigError(f"{where}: name the training data: data.train (files) or data.dataset")
+    if data.train and data.dataset:
+        raise ConfigError(f"{where}: give either data.train or data.dataset, not both")
+    if data.dataset_validation_split and data.validation:
+        raise ConfigError(
+            f"{where}: give either data.validation or data.dataset_validation_split, not both"
+        )
+    if data.negative_label is not None and str(data.negative_label) == str(data.positive_label):
+        raise ConfigError(
+            f"{where}: data.negative_label equals data.positive_label ({data.positive_label!r})"
+        )
+    if not 0.0 < split.val_fraction < 1.0:
+        raise ConfigError(
+            f"{where}: split.val_fraction must be between 0 and 1 (exclusive), got {split.val_fraction}"
+        )
+    positive = {
+        "training.epochs": training.epochs,
+        "training.batch_size": training.batch_size,
+        "training.lr": training.lr,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{where}: {key} must be greater than 0, got {value}")
+    for key in (
+        "max_train_rows",
+        "max_steps",
+        "threads",
+        "eval_every_steps",
+        "checkpoint_every_steps",
+    ):
+        value = getattr(training, key)
+        if value is not None and value <= 0:
+            raise ConfigError(
+                f"{where}: training.{key} must be greater than 0 (or left out), got {value}"
+            )
+    for key in ("weight_decay", "grad_clip", "seeding_weight", "early_stopping_patience"):
+        if getattr(training, key) < 0:
+            raise ConfigError(
+                f"{where}: training.{key} must not be negative, got {getattr(training, key)}"
+            )
+    if not 0.0 <= training.warmup < 1.0:
+        raise ConfigError(
+            f"{where}: training.warmup is a fraction of the steps in [0, 1), got {training.warmup}"
+        )
+    if not 0.0 < config.threshold.target_precision <= 1.0:
+        raise ConfigError(
+            f"{where}: threshold.target_precision must be in (0, 1], got {config.threshold.target_precision}"
+        )

@@ -1,0 +1,126 @@
+"""`kocscope train`, `evaluate` and `cv`: outputs, --set overrides, exit codes and help texts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from test_trainer import make_rows, tiny_encoder, write_corpus, write_jsonl  # noqa: F401 - fixture
+from typer.testing import CliRunner
+
+from kocscope.cli import app
+from kocscope.models.bundle import read_bundle_config
+
+runner = CliRunner()
+
+
+def write_config(folder: Path, encoder: str, **training: object) -> Path:
+    write_corpus(folder / "data")
+    config = {
+        "data": {
+            "train": "data/train.jsonl",
+            "validation": "data/val.jsonl",
+            "seeding_column": "grade",
+            "group_columns": ["topic"],
+        },
+        "model": {"kind": "transformer", "settings": {"base_encoder": encoder, "max_length": 16, "lora_r": 2}},
+        "training": {"epochs": 1, "batch_size": 8, "lr": "5e-3", "threads": 1, **training},
+        "output": "run",
+    }
+    path = folder / "train_config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def test_train_then_evaluate_then_cv(tmp_path: Path, tiny_encoder: str) -> None:  # noqa: F811
+    config = write_config(tmp_path, tiny_encoder)
+    out = tmp_path / "elsewhere"
+    result = runner.invoke(app, ["train", "--config", str(config), "--set", "training.epochs=2", "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "model:" in result.stdout and "f1" in result.stdout
+    bundle = read_bundle_config(out / "model")
+    assert bundle["train_config"]["training"]["epochs"] == 2
+    assert bundle["train_config"]["output"] == str(out.resolve())
+    assert not (tmp_path / "run").exists()  # --output won over the config's `output`
+
+    evaluated = runner.invoke(
+        app,
+        ["evaluate", str(out / "model"), str(tmp_path / "data" / "val.jsonl"), "--seeding-column", "grade",
+         "--group-column", "topic", "-o", str(tmp_path / "eval")],
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "length <200" in evaluated.stdout and "topic=" in evaluated.stdout
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["metrics"] == bundle["metrics"]  # the bundle reproduces its own validation metrics
+    assert (tmp_path / "eval" / "report.html").is_file() and (tmp_path / "eval" / "pr_curve.svg").is_file()
+
+    as_json = runner.invoke(app, ["evaluate", str(out / "model"), str(tmp_path / "data" / "val.jsonl"), "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout)["metrics"] == bundle["metrics"]
+
+    cv = runner.invoke(app, ["cv", "--config", str(config), "--folds", "2", "--set", "training.max_steps=2", "-q"])
+    assert cv.exit_code == 0, cv.output
+    assert "fold 1" in cv.stdout and "fold 2" in cv.stdout and "mean" in cv.stdout and "std" in cv.stdout
+    assert (tmp_path / "run" / "cv_results.json").is_file()
+
+
+def test_usage_errors_exit_2(tmp_path: Path, tiny_encoder: str) -> None:  # noqa: F811
+    config = write_config(tmp_path, tiny_encoder)
+    unknown = runner.invoke(app, ["train", "--config", str(config), "--set", "training.learning_rate=1"])
+    assert unknown.exit_code == 2
+    assert "unknown key 'training.learning_rate'" in unknown.stderr and "lr" in unknown.stderr
+    missing = runner.invoke(app, ["train", "--config", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2 and "config file not found" in missing.stderr
+    bad_value = runner.invoke(app, ["cv", "--config", str(config), "--set", "training.device=tpu"])
+    assert bad_value.exit_code == 2 and "training.device must be one of" in bad_value.stderr
+    no_model = runner.invoke(app, ["evaluate", str(tmp_path / "nomodel"), str(tmp_path / "data" / "val.jsonl")])
+    assert no_model.exit_code == 2 and "no such model bundle folder" in no_model.stderr
+    no_data = runner.invoke(app, ["train", "--config", str(config), "--set", "data.validation=missing.jsonl"])
+    assert no_data.exit_code == 2 and "no such labelled data file" in no_data.stderr
+
+
+def test_data_errors_exit_1(tmp_path: Path, tiny_encoder: str) -> None:  # noqa: F811
+    config = write_config(tmp_path, tiny_encoder)
+    rows = make_rows(40, seed=1)
+    rows[3]["label"] = "unsure"
+    write_jsonl(tmp_path / "data" / "train.jsonl", rows)
+    mixed = runner.invoke(app, ["train", "--config", str(config), "-q"])
+    assert mixed.exit_code == 1
+    assert "column 'label' mixes 3 label values" in mixed.stderr and "'unsure': 1" in mixed.stderr
+    assert not (tmp_path / "run").exists()
+    folds = runner.invoke(app, ["cv", "--config", str(config), "--folds", "3", "--set", "data.negative_label=genuine"])
+    assert folds.exit_code == 1 and "'unsure': 1" in folds.stderr
+    write_corpus(tmp_path / "data")
+    too_many = runner.invoke(app, ["cv", "--config", str(config), "--folds", "30", "-q"])
+    assert too_many.exit_code == 1 and "30-fold cross-validation needs at least 30 rows of each class" in too_many.stderr
+
+
+def test_evaluate_reports_bad_label_column(tmp_path: Path, tiny_encoder: str) -> None:  # noqa: F811
+    config = write_config(tmp_path, tiny_encoder)
+    assert runner.invoke(app, ["train", "--config", str(config), "-q"]).exit_code == 0
+    result = runner.invoke(
+        app, ["evaluate", str(tmp_path / "run" / "model"), str(tmp_path / "data" / "val.jsonl"), "--label-column", "is_ad"]
+    )
+    assert result.exit_code == 1
+    assert "no column 'is_ad' (data.label_column); available columns:" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "cv"])
+def test_help_teaches_with_an_example(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Example: kocscope " + command in " ".join(result.stdout.split())
+
+
+def test_cli_import_stays_light() -> None:
+    code = (
+        "import sys, kocscope, kocscope.cli; "
+        "heavy = [m for m in ('torch', 'transformers', 'datasets', 'sklearn') if m in sys.modules]; "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -1,0 +1,294 @@
+"""The trainer on tiny corpora: end to end, reproducible, resumable, and strict about bad input.
+
+The transformer runs use a random 2-layer BERT (hidden 16) with a word-level
+tokenizer built here, so no test needs the real encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from kocscope.models.bundle import load_estimator, read_bundle_config
+from kocscope.training.dataset import DataError, load_labelled
+from kocscope.training.trainer import (
+    TrainingError,
+    _lr_factor,
+    evaluate_estimator,
+    fit_estimator,
+    train,
+)
+from kocscope.training.training_args import ConfigError, TrainConfig, config_from_dict
+
+PROMO = ["buy", "link", "code", "discount", "sponsored", "coupon", "gifted", "deal"]
+GENUINE = ["i", "my", "tried", "honest", "meh", "love", "week", "returned"]
+FILLER = [f"w{i}" for i in range(40)]
+SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "query", ":"]
+VOCAB = SPECIALS + PROMO + GENUINE + FILLER
+
+
+def build_tiny_encoder(path: Path) -> str:
+    """A random BERT plus a whitespace word-level fast tokenizer with an <s> $A </s> template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(VOCAB)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    ).save_pretrained(str(path))
+    config = BertConfig(
+        vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=64, pad_token_id=1,
+    )
+    torch.manual_seed(0)
+    BertModel(config, add_pooling_layer=False).save_pretrained(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
+
+
+def make_rows(n: int, seed: int, every: int = 3, prefix: str = "p") -> list[dict[str, Any]]:
+    """Promotion posts use promo words, genuine ones genuine words, both padded with filler;
+    a quarter of the rows carry no seeding grade."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        promo = i % every == 0
+        words = rng.sample(PROMO if promo else GENUINE, 2) + rng.sample(FILLER, 4)
+        rng.shuffle(words)
+        grade = None if i % 4 == 3 else (rng.randint(2, 4) if promo else rng.randint(0, 2))
+        out.append({
+            "id": f"{prefix}{i}",
+            "text": " ".join(words),
+            "label": "promotion" if promo else "genuine",
+            "grade": grade,
+            "topic": rng.choice(["beauty", "tech"]),
+        })
+    return out
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def write_corpus(folder: Path, n_train: int = 40, n_val: int = 15) -> tuple[str, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return (
+        write_jsonl(folder / "train.jsonl", make_rows(n_train, seed=1)),
+        write_jsonl(folder / "val.jsonl", make_rows(n_val, seed=2, prefix="v")),
+    )
+
+
+def make_config(
+    folder: Path, kind: str, *, encoder: str | None = None, out: str = "run", settings: dict[str, Any] | None = None, **training: Any
+) -> TrainConfig:
+    train_path, val_path = write_corpus(folder / "data")
+    model_settings: dict[str, Any] = {}
+    if kind == "transformer":
+        model_settings = {"base_encoder": encoder, "max_length": 16, "finetune": "lora", "lora_r": 2, "dropout": 0.1}
+    model_settings.update(settings or {})
+    return config_from_dict({
+        "data": {
+            "train": [train_path], "validation": val_path, "seeding_column": "grade", "group_columns": ["topic"],
+        },
+        "model": {"kind": kind, "settings": model_settings},
+        "training": {"epochs": 2, "batch_size": 8, "lr": 5e-3, "threads": 1, "early_stopping_patience": 0, **training},
+        "output": str(folder / out),
+    })
+
+
+def adapter(bundle: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(bundle / "adapter.safetensors"))
+
+
+def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+
+def check_bundle_reproduces_its_metrics(config: TrainConfig, result: Any) -> None:
+    loaded = load_estimator(result.bundle_path)
+    val, _ = load_labelled(config.data.validation, config.data)
+    again = evaluate_estimator(loaded, val)
+    assert again.metrics == result.metrics
+    bundle_config = read_bundle_config(result.bundle_path)
+    assert bundle_config["metrics"] == result.metrics
+    assert bundle_config["train_config"] == config.to_dict()
+    run = bundle_config["training_run"]
+    assert run["peak_memory_mb"] > 0 and run["timings_s"]["train"] > 0
+    assert run["data"]["validation"]["rows"] == len(val)
+    out = Path(config.output)
+    assert json.loads((out / "train_config.json").read_text(encoding="utf-8")) == config.to_dict()
+    report = json.loads((out / "report" / "metrics.json").read_text(encoding="utf-8"))
+    assert report["metrics"] == result.metrics
+    assert "topic" in report["by_group"]
+    assert (out / "report" / "report.html").is_file()
+    assert json.loads((out / "train_result.json").read_text(encoding="utf-8"))["steps"] == result.steps
+
+
+def test_transformer_end_to_end(tmp_path: Path, tiny_encoder: str) -> None:
+    config = make_config(tmp_path, "transformer", encoder=tiny_encoder, eval_every_steps=3)
+    result = train(config, progress=False)
+    assert result.steps == 10  # 40 rows / batch 8 = 5 steps x 2 epochs
+    assert [h["step"] for h in result.history] == [3, 6, 9, 10]
+    assert result.metrics["n"] == 15 and result.metrics["roc_auc"] is not None
+    assert result.device == "cpu"
+    check_bundle_reproduces_its_metrics(config, result)
+    assert (Path(config.output) / "checkpoint" / "state.json").is_file()
+    # only the trainable tensors ship: LoRA and heads, never the frozen base
+    assert all("lora" in k or k.startswith(("promotion_head", "seeding_head")) for k in adapter(result.bundle_path))
+
+
+def test_transformer_learns_the_toy_task(tmp_path: Path, tiny_encoder: str) -> None:
+    config = make_config(tmp_path, "transformer", encoder=tiny_encoder, epochs=6, lr=2e-2, settings={"finetune": "top_layers"})
+    result = train(config, progress=False)
+    assert result.metrics["roc_auc"] >= 0.9
+
+
+def test_same_seed_same_model(tmp_path: Path, tiny_encoder: str) -> None:
+    first = train(make_config(tmp_path / "a", "transformer", encoder=tiny_encoder), progress=False)
+    second = train(make_config(tmp_path / "b", "transformer", encoder=tiny_encoder), progress=False)
+    assert first.metrics == second.metrics
+    assert [h["val_loss"] for h in first.history] == [h["val_loss"] for h in second.history]
+    assert_same_tensors(adapter(first.bundle_path), adapter(second.bundle_path))
+    other = train(make_config(tmp_path / "c", "transformer", encoder=tiny_encoder, seed=99), progress=False)
+    assert [h["val_loss"] for h in other.history] != [h["val_loss"] for h in first.history]
+
+
+# --- checkpoints and resume ------------------------------------------------------------------
+
+
+def interrupt_at_training_batch(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
+    """Raise KeyboardInterrupt when the training loop encodes its ``call``-th batch
+    (validation scoring does not go through ``encode``)."""
+    from kocscope.models.modeling import TransformerPostModel
+
+    original = TransformerPostModel.encode
+    calls = {"n": 0}
+
+    def encode(self: Any, texts: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return original(self, texts)
+
+    monkeypatch.setattr(TransformerPostModel, "encode", encode)
+
+
+def test_resume_continues_and_matches_an_uninterrupted_run(
+    tmp_path: Path, tiny_encoder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = {"eval_every_steps": 4, "checkpoint_every_steps": 3}
+    reference = train(make_config(tmp_path / "ref", "transformer", encoder=tiny_encoder, **settings), progress=False)
+
+    config = make_config(tmp_path / "cut", "transformer", encoder=tiny_encoder, **settings)
+    with monkeypatch.context() as patch:
+        interrupt_at_training_batch(patch, call=8)  # dies in step 8; checkpoints exist for steps 3, 4, 6
+        with pytest.raises(KeyboardInterrupt):
+            train(config, progress=False)
+    state = json.loads((Path(config.output) / "checkpoint" / "state.json").read_text(encoding="utf-8"))
+    assert (state["loop"]["step"], state["loop"]["epoch"], state["loop"]["batch"]) == (6, 1, 1)
+    assert not (Path(config.output) / "model").exists()
+
+    resumed = train(config, resume=True, progress=False)
+    assert resumed.resumed_from_step == 6 and resumed.steps == reference.steps == 10
+    assert resumed.history == reference.history
+    assert resumed.metrics == reference.metrics
+    assert_same_tensors(adapter(resumed.bundle_path), adapter(reference.bundle_path))
+
+
+def test_resume_refuses_other_settings_and_missing_checkpoints(
+    tmp_path: Path, tiny_encoder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config(tmp_path, "transformer", encoder=tiny_encoder, eval_every_steps=2)
+    with pytest.raises(TrainingError, match="no checkpoint to resume from"):
+        train(config, resume=True, progress=False)
+    with monkeypatch.context() as patch:
+        interrupt_at_training_batch(patch, call=4)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, progress=False)
+    changed = make_config(tmp_path, "transformer", encoder=tiny_encoder, eval_every_steps=2, lr=1e-3)
+    with pytest.raises(TrainingError, match=r"training.lr: was 0.005, now 0.001"):
+        train(changed, resume=True, progress=False)
+    (Path(config.output) / "checkpoint" / "trainable.safetensors").write_bytes(b"garbage")
+    with pytest.raises(TrainingError, match="changed since the checkpoint was written"):
+        train(config, resume=True, progress=False)
+
+
+def test_early_stopping_keeps_the_best_state(tmp_path: Path, tiny_encoder: str) -> None:
+    # a learning rate far below float32 resolution: nothing changes, so nothing improves
+    config = make_config(
+        tmp_path, "transformer", encoder=tiny_encoder, lr=1e-20, epochs=3, eval_every_steps=1, early_stopping_patience=2
+    )
+    result = train(config, progress=False)
+    assert result.stopped_early and result.steps == 3 and result.best_step == 1
+    assert [h["best"] for h in result.history] == [True, False, False]
+
+
+def test_sampling_and_bce_seeding_loss(tmp_path: Path, tiny_encoder: str) -> None:
+    config = make_config(
+        tmp_path, "transformer", encoder=tiny_encoder, class_imbalance="sampling", seeding_loss="bce", max_steps=3
+    )
+    from kocscope.training.dataset import load_training_data
+
+    data = load_training_data(config)
+    fit = fit_estimator(config, data.train, data.validation)
+    assert fit.steps == 3 and len(fit.history) == 1
+    assert np.isfinite(fit.history[0]["val_loss"])
+
+
+def test_lr_schedule_warms_up_then_decays() -> None:
+    factors = [_lr_factor(s, total=10, warmup=2) for s in range(10)]
+    assert factors[:2] == [0.5, 1.0]
+    assert factors[2] == 1.0 and factors[-1] == pytest.approx(1 / 8)
+    assert all(a >= b for a, b in zip(factors[1:], factors[2:]))
+
+
+# --- bad input fails before training -------------------------------------------------------------
+
+
+def test_unknown_model_setting_lists_valid_ones(tmp_path: Path, tiny_encoder: str) -> None:
+    config = make_config(tmp_path, "transformer", encoder=tiny_encoder, settings={"lora_rank": 4})
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) lora_rank for a transformer model; valid settings: .*lora_r"):
+        train(config, progress=False)
+
+
+def test_invalid_model_setting_value(tmp_path: Path, tiny_encoder: str) -> None:
+    config = make_config(tmp_path, "transformer", encoder=tiny_encoder, settings={"long_text": "middle"})
+    with pytest.raises(ConfigError, match="model.settings: .*long_text must be one of"):
+        train(config, progress=False)
+
+
+def test_bad_labels_stop_before_any_training(tmp_path: Path, tiny_encoder: str) -> None:
+    config = make_config(tmp_path, "transformer", encoder=tiny_encoder)
+    rows = make_rows(40, seed=1)
+    rows[5]["label"] = "unsure"
+    write_jsonl(Path(config.data.train[0]), rows)
+    with pytest.raises(DataError, match="'unsure': 1"):
+        train(config, progress=False)
+    assert not Path(config.output).exists()
+
+
+def test_output_folder_is_required(tmp_path: Path, tiny_encoder: str) -> None:
+    config = make_config(tmp_path, "transformer", encoder=tiny_encoder)
+    config.output = None
+    with pytest.raises(ConfigError, match="no output folder"):
+        train(config, progress=False)
