@@ -144,14 +144,21 @@ def inspect_command(
     file: str = typer.Argument(
         ...,
         metavar="FILE",
-        help="Posts file: .jsonl, .csv or .parquet (also .jsonl.gz, .csv.gz); '-' reads JSON Lines from stdin.",
+        help="Posts file: .jsonl, .csv or .parquet (also .jsonl.gz, .csv.gz); "
+        "'-' reads JSON Lines from stdin.",
     ),
-    text_column: Optional[str] = typer.Option(None, "--text-column", help="Column holding the post text (default: text)."),
-    id_column: Optional[str] = typer.Option(None, "--id-column", help="Column holding the post id (default: id)."),
+    text_column: Optional[str] = typer.Option(
+        None, "--text-column", help="Column holding the post text (default: text)."
+    ),
+    id_column: Optional[str] = typer.Option(
+        None, "--id-column", help="Column holding the post id (default: id)."
+    ),
     author_column: Optional[str] = typer.Option(
         None, "--author-column", help="Column holding the author id (default: author_id)."
     ),
-    encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of JSONL/CSV files; gb18030 reads GBK exports."),
+    encoding: str = typer.Option(
+        "utf-8", "--encoding", help="Encoding of JSONL/CSV files; gb18030 reads GBK exports."
+    ),
     on_error: str = typer.Option(
         "skip",
         "--on-error",
@@ -159,8 +166,10 @@ def inspect_command(
         "raise: stop at the first bad row and exit 1.",
     ),
     rejects: Optional[Path] = typer.Option(
-        None, "--rejects", help="Write rejected rows (source, line, field, reason, raw) to this .jsonl file; "
-        "without it they are only counted."
+        None,
+        "--rejects",
+        help="Write rejected rows (source, line, field, reason, raw) to this .jsonl file; "
+        "without it they are only counted.",
     ),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -218,9 +227,11 @@ def inspect_command(
     if stats.rejects_path:
         table.add_row("rejects file", str(stats.rejects_path))
     table.add_section()
-    table.add_row("language", "  ".join(f"{lang} {share(n)}" for lang, n in summary.languages.items()))
+    languages = (f"{lang} {share(n)}" for lang, n in summary.languages.items())
+    table.add_row("language", "  ".join(languages))
     if summary.text_length:
-        table.add_row("text length (chars)", "  ".join(f"{k} {v:,}" for k, v in summary.text_length.items()))
+        lengths = (f"{k} {v:,}" for k, v in summary.text_length.items())
+        table.add_row("text length (chars)", "  ".join(lengths))
     table.add_row("with disclosure cues", share(summary.with_disclosure))
     table.add_section()
     for name, count in summary.fields.items():
@@ -424,7 +435,7 @@ def score_command(
     output: str = typer.Option(..., "-o", "--output", help="Scored output; format from the extension (.jsonl/.csv/.parquet), '-' for stdout."),
     model_path: Optional[Path] = typer.Option(None, "--model", help="Model bundle directory (default: the shipped model)."),
     explain: bool = typer.Option(False, "--explain", help="Add matched cues and the sentence that drove each decision."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Posts per model batch."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Posts per model batch (default: the model's own token budget)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the model (default: torch's choice)."),
     on_error: str = typer.Option("skip", "--on-error", help="skip: bad rows go to the rejects file and are counted. raise: stop at the first bad row (exit 1)."),
     rejects: Optional[Path] = typer.Option(None, "--rejects", help="Rejects file (.jsonl); default <output>.rejects.jsonl."),
@@ -660,11 +671,12 @@ def evaluate_command(
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
         return
     rows = [("all", result.metrics)]
-    rows += [(f"length {s.value}", s.metrics) for s in result.by_length]
+    rows += [(f"len {s.value}", s.metrics) for s in result.by_length]
     rows += [(f"lang {s.value}", s.metrics) for s in result.by_language]
     for name, slices in result.by_group.items():
         rows += [(f"{name}={s.value}", s.metrics) for s in slices]
-    _print_metrics(f"{model} at its threshold {result.threshold:.4f}", rows)
+    # ECE and the rest are in metrics.json and the report; the table keeps to 80 columns
+    _print_metrics(f"{model} at its threshold {result.threshold:.4f}", rows, _HEADLINE[:-1])
     if result.seeding:
         typer.echo(f"seeding (graded rows): {json.dumps(result.seeding)}")
     if paths:

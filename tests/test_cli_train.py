@@ -9,13 +9,24 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_trainer import make_rows, tiny_encoder, write_corpus, write_jsonl  # noqa: F401 - fixture
+from test_trainer import (
+    build_tiny_encoder,
+    interrupt_at_training_batch,
+    make_rows,
+    write_corpus,
+    write_jsonl,
+)
 from typer.testing import CliRunner
 
 from kocscope.cli import app
 from kocscope.models.bundle import read_bundle_config
 
 runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
 
 
 def write_config(folder: Path, encoder: str, **training: object) -> Path:
@@ -27,7 +38,10 @@ def write_config(folder: Path, encoder: str, **training: object) -> Path:
             "seeding_column": "grade",
             "group_columns": ["topic"],
         },
-        "model": {"kind": "transformer", "settings": {"base_encoder": encoder, "max_length": 16, "lora_r": 2}},
+        "model": {
+            "kind": "transformer",
+            "settings": {"base_encoder": encoder, "max_length": 16, "lora_r": 2},
+        },
         "training": {"epochs": 1, "batch_size": 8, "lr": "5e-3", "threads": 1, **training},
         "output": "run",
     }
@@ -36,10 +50,12 @@ def write_config(folder: Path, encoder: str, **training: object) -> Path:
     return path
 
 
-def test_train_then_evaluate_then_cv(tmp_path: Path, tiny_encoder: str) -> None:  # noqa: F811
+def test_train_then_evaluate_then_cv(tmp_path: Path, tiny_encoder: str) -> None:
     config = write_config(tmp_path, tiny_encoder)
     out = tmp_path / "elsewhere"
-    result = runner.invoke(app, ["train", "--config", str(config), "--set", "training.epochs=2", "-o", str(out), "-q"])
+    result = runner.invoke(
+        app, ["train", "--config", str(config), "--set", "training.epochs=2", "-o", str(out), "-q"]
+    )
     assert result.exit_code == 0, result.output
     assert "model:" in result.stdout and "f1" in result.stdout
     bundle = read_bundle_config(out / "model")
@@ -49,41 +65,69 @@ def test_train_then_evaluate_then_cv(tmp_path: Path, tiny_encoder: str) -> None:
 
     evaluated = runner.invoke(
         app,
-        ["evaluate", str(out / "model"), str(tmp_path / "data" / "val.jsonl"), "--seeding-column", "grade",
-         "--group-column", "topic", "-o", str(tmp_path / "eval")],
+        [
+            "evaluate",
+            str(out / "model"),
+            str(tmp_path / "data" / "val.jsonl"),
+            "--seeding-column",
+            "grade",
+            "--group-column",
+            "topic",
+            "-o",
+            str(tmp_path / "eval"),
+        ],
     )
     assert evaluated.exit_code == 0, evaluated.output
-    assert "length <200" in evaluated.stdout and "topic=" in evaluated.stdout
+    assert "len <200" in evaluated.stdout and "topic=" in evaluated.stdout
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text(encoding="utf-8"))
-    assert metrics["metrics"] == bundle["metrics"]  # the bundle reproduces its own validation metrics
-    assert (tmp_path / "eval" / "report.html").is_file() and (tmp_path / "eval" / "pr_curve.svg").is_file()
+    assert (
+        metrics["metrics"] == bundle["metrics"]
+    )  # the bundle reproduces its own validation metrics
+    assert (tmp_path / "eval" / "report.html").is_file() and (
+        tmp_path / "eval" / "pr_curve.svg"
+    ).is_file()
 
-    as_json = runner.invoke(app, ["evaluate", str(out / "model"), str(tmp_path / "data" / "val.jsonl"), "--json"])
+    as_json = runner.invoke(
+        app, ["evaluate", str(out / "model"), str(tmp_path / "data" / "val.jsonl"), "--json"]
+    )
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.stdout)["metrics"] == bundle["metrics"]
 
-    cv = runner.invoke(app, ["cv", "--config", str(config), "--folds", "2", "--set", "training.max_steps=2", "-q"])
+    cv = runner.invoke(
+        app, ["cv", "--config", str(config), "--folds", "2", "--set", "training.max_steps=2", "-q"]
+    )
     assert cv.exit_code == 0, cv.output
-    assert "fold 1" in cv.stdout and "fold 2" in cv.stdout and "mean" in cv.stdout and "std" in cv.stdout
+    assert (
+        "fold 1" in cv.stdout
+        and "fold 2" in cv.stdout
+        and "mean" in cv.stdout
+        and "std" in cv.stdout
+    )
     assert (tmp_path / "run" / "cv_results.json").is_file()
 
 
-def test_usage_errors_exit_2(tmp_path: Path, tiny_encoder: str) -> None:  # noqa: F811
+def test_usage_errors_exit_2(tmp_path: Path, tiny_encoder: str) -> None:
     config = write_config(tmp_path, tiny_encoder)
-    unknown = runner.invoke(app, ["train", "--config", str(config), "--set", "training.learning_rate=1"])
+    unknown = runner.invoke(
+        app, ["train", "--config", str(config), "--set", "training.learning_rate=1"]
+    )
     assert unknown.exit_code == 2
     assert "unknown key 'training.learning_rate'" in unknown.stderr and "lr" in unknown.stderr
     missing = runner.invoke(app, ["train", "--config", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 2 and "config file not found" in missing.stderr
     bad_value = runner.invoke(app, ["cv", "--config", str(config), "--set", "training.device=tpu"])
     assert bad_value.exit_code == 2 and "training.device must be one of" in bad_value.stderr
-    no_model = runner.invoke(app, ["evaluate", str(tmp_path / "nomodel"), str(tmp_path / "data" / "val.jsonl")])
+    no_model = runner.invoke(
+        app, ["evaluate", str(tmp_path / "nomodel"), str(tmp_path / "data" / "val.jsonl")]
+    )
     assert no_model.exit_code == 2 and "no such model bundle folder" in no_model.stderr
-    no_data = runner.invoke(app, ["train", "--config", str(config), "--set", "data.validation=missing.jsonl"])
+    no_data = runner.invoke(
+        app, ["train", "--config", str(config), "--set", "data.validation=missing.jsonl"]
+    )
     assert no_data.exit_code == 2 and "no such labelled data file" in no_data.stderr
 
 
-def test_data_errors_exit_1(tmp_path: Path, tiny_encoder: str) -> None:  # noqa: F811
+def test_data_errors_exit_1(tmp_path: Path, tiny_encoder: str) -> None:
     config = write_config(tmp_path, tiny_encoder)
     rows = make_rows(40, seed=1)
     rows[3]["label"] = "unsure"
@@ -92,21 +136,59 @@ def test_data_errors_exit_1(tmp_path: Path, tiny_encoder: str) -> None:  # noqa:
     assert mixed.exit_code == 1
     assert "column 'label' mixes 3 label values" in mixed.stderr and "'unsure': 1" in mixed.stderr
     assert not (tmp_path / "run").exists()
-    folds = runner.invoke(app, ["cv", "--config", str(config), "--folds", "3", "--set", "data.negative_label=genuine"])
+    folds = runner.invoke(
+        app, ["cv", "--config", str(config), "--folds", "3", "--set", "data.negative_label=genuine"]
+    )
     assert folds.exit_code == 1 and "'unsure': 1" in folds.stderr
     write_corpus(tmp_path / "data")
     too_many = runner.invoke(app, ["cv", "--config", str(config), "--folds", "30", "-q"])
-    assert too_many.exit_code == 1 and "30-fold cross-validation needs at least 30 rows of each class" in too_many.stderr
+    assert (
+        too_many.exit_code == 1
+        and "30-fold cross-validation needs at least 30 rows of each class" in too_many.stderr
+    )
 
 
-def test_evaluate_reports_bad_label_column(tmp_path: Path, tiny_encoder: str) -> None:  # noqa: F811
+def test_evaluate_reports_bad_label_column(tmp_path: Path, tiny_encoder: str) -> None:
     config = write_config(tmp_path, tiny_encoder)
     assert runner.invoke(app, ["train", "--config", str(config), "-q"]).exit_code == 0
     result = runner.invoke(
-        app, ["evaluate", str(tmp_path / "run" / "model"), str(tmp_path / "data" / "val.jsonl"), "--label-column", "is_ad"]
+        app,
+        [
+            "evaluate",
+            str(tmp_path / "run" / "model"),
+            str(tmp_path / "data" / "val.jsonl"),
+            "--label-column",
+            "is_ad",
+        ],
     )
     assert result.exit_code == 1
     assert "no column 'is_ad' (data.label_column); available columns:" in result.stderr
+
+
+def test_interrupted_training_exits_130_and_resumes(
+    tmp_path: Path,
+    tiny_encoder: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = write_config(tmp_path, tiny_encoder, eval_every_steps=2)
+    with monkeypatch.context() as patch:
+        interrupt_at_training_batch(patch, call=4)
+        cut = runner.invoke(app, ["train", "--config", str(config), "-q"])
+    assert cut.exit_code == 130 and "--resume" in cut.stderr
+    resumed = runner.invoke(app, ["train", "--config", str(config), "--resume", "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["resumed_from_step"] == 2
+
+
+def test_evaluate_refuses_a_tampered_bundle(tmp_path: Path, tiny_encoder: str) -> None:
+    config = write_config(tmp_path, tiny_encoder)
+    assert runner.invoke(app, ["train", "--config", str(config), "-q"]).exit_code == 0
+    with open(tmp_path / "run" / "model" / "adapter.safetensors", "ab") as fh:
+        fh.write(b"\0")
+    result = runner.invoke(
+        app, ["evaluate", str(tmp_path / "run" / "model"), str(tmp_path / "data" / "val.jsonl")]
+    )
+    assert result.exit_code == 1 and "sha256 does not match" in result.stderr
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "cv"])
@@ -122,5 +204,7 @@ def test_cli_import_stays_light() -> None:
         "heavy = [m for m in ('torch', 'transformers', 'datasets', 'sklearn') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -7,13 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_trainer import make_config, make_rows, tiny_encoder, write_jsonl  # noqa: F401 - fixture
+from test_trainer import build_tiny_encoder, make_config, make_rows, write_jsonl
 
 from kocscope.training.cv import SUMMARY_METRICS, CVResult, cross_validate
 from kocscope.training.dataset import DataError
 
 
-def test_one_result_per_fold_with_summaries(tmp_path: Path, tiny_encoder: str) -> None:  # noqa: F811
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
+
+
+def test_one_result_per_fold_with_summaries(tmp_path: Path, tiny_encoder: str) -> None:
     config = make_config(tmp_path, "transformer", encoder=tiny_encoder, epochs=1)
     result = cross_validate(config, folds=3)
     assert isinstance(result, CVResult)
@@ -35,18 +40,36 @@ def test_one_result_per_fold_with_summaries(tmp_path: Path, tiny_encoder: str) -
     assert saved["mean"] == result.mean and len(saved["folds"]) == 3
 
 
-def test_folds_are_reproducible(tmp_path: Path, tiny_encoder: str) -> None:  # noqa: F811
-    first = cross_validate(make_config(tmp_path / "a", "transformer", encoder=tiny_encoder, max_steps=2), folds=2)
-    second = cross_validate(make_config(tmp_path / "b", "transformer", encoder=tiny_encoder, max_steps=2), folds=2)
+def test_folds_are_reproducible(tmp_path: Path, tiny_encoder: str) -> None:
+    first = cross_validate(
+        make_config(tmp_path / "a", "transformer", encoder=tiny_encoder, max_steps=2), folds=2
+    )
+    second = cross_validate(
+        make_config(tmp_path / "b", "transformer", encoder=tiny_encoder, max_steps=2), folds=2
+    )
     assert [f.metrics for f in first.folds] == [f.metrics for f in second.folds]
 
 
-def test_too_few_rows_per_class_for_the_folds(tmp_path: Path, tiny_encoder: str) -> None:  # noqa: F811
+def test_too_few_rows_per_class_for_the_folds(tmp_path: Path, tiny_encoder: str) -> None:
     config = make_config(tmp_path, "transformer", encoder=tiny_encoder)
     # 19 promotion rows in all (40 training + 15 validation rows, every third one promotion)
-    with pytest.raises(DataError, match="20-fold cross-validation needs at least 20 rows of each class.*19 promotion"):
+    with pytest.raises(
+        DataError,
+        match="20-fold cross-validation needs at least 20 rows of each class.*19 promotion",
+    ):
         cross_validate(config, folds=20)
     write_jsonl(Path(config.data.train[0]), make_rows(6, seed=1, every=6))
     write_jsonl(Path(config.data.validation), make_rows(3, seed=2, every=10))
-    with pytest.raises(DataError, match="needs at least 5 rows of each class.*2 promotion and 7 genuine"):
+    with pytest.raises(
+        DataError, match="needs at least 5 rows of each class.*2 promotion and 7 genuine"
+    ):
         cross_validate(config, folds=5)
+
+
+def test_lexical_recipe(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path, "lexical", settings={"n_features": 2**12, "n_word_features": 2**10}
+    )
+    result = cross_validate(config, folds=3)
+    assert len(result.folds) == 3 and all(f.steps == 1 for f in result.folds)
+    assert result.mean["roc_auc"] is not None and result.mean["roc_auc"] >= 0.8

@@ -20,7 +20,7 @@ from kocscope.training.dataset import (
     stratified_split,
     stratified_subsample,
 )
-from kocscope.training.training_args import DataConfig, SplitConfig, config_from_dict
+from kocscope.training.training_args import ConfigError, DataConfig, SplitConfig, config_from_dict
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> str:
@@ -323,3 +323,13 @@ def test_all_labelled_joins_train_and_validation(tmp_path: Path) -> None:
     )
     data, _ = load_all_labelled(config)
     assert len(data) == 18 and data.sources == [train, val]
+
+
+def test_unknown_file_type_or_encoding_is_a_config_error(tmp_path: Path) -> None:
+    text = tmp_path / "t.txt"
+    text.write_text("hello\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="unknown file type '.txt'"):
+        load_labelled(str(text), DataConfig())
+    path = write_jsonl(tmp_path / "t.jsonl", rows(3))
+    with pytest.raises(ConfigError, match="unknown encoding 'klingon'"):
+        load_labelled(path, DataConfig(encoding="klingon"))

@@ -694,3 +694,27 @@ def test_csv_accounts_for_every_row(tmp_path, body):
     assert stats.read == stats.accepted + stats.rejected
     assert stats.read <= _nonblank_lines(data) - 1
     assert len(rejects_of(rejects)) == stats.rejected
+
+
+# -- the real corpus ----------------
+ZHIHU_VAL = "/work/shared/data/zhihu16k/val.jsonl"
+
+
+@pytest.mark.integration
+def test_real_corpus_reads_whole_and_round_trips(tmp_path):
+    import os
+
+    if not os.path.exists(ZHIHU_VAL):
+        pytest.skip("zhihu16k validation split not present")
+    posts, reader = read_all(ZHIHU_VAL)
+    assert (reader.stats.read, reader.stats.accepted) == (1530, 1530)  # the corpus README's count
+    assert all(set(p.extra) == {"topic", "label", "line_labels"} for p in posts)
+    first = [p.to_dict() for p in posts]
+    write_records(tmp_path / "val.parquet", posts)
+    assert [p.to_dict() for p in read_posts(tmp_path / "val.parquet")] == first
+    write_records(tmp_path / "val.csv.gz", posts)
+    as_csv = [  # CSV cells are strings, nested lists JSON-encoded
+        {**row, "label": str(row["label"]), "line_labels": json.dumps(row["line_labels"])}
+        for row in first
+    ]
+    assert [p.to_dict() for p in read_posts(tmp_path / "val.csv.gz")] == as_csv

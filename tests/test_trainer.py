@@ -6,6 +6,7 @@ tokenizer built here, so no test needs the real encoder.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from pathlib import Path
@@ -40,13 +41,24 @@ def build_tiny_encoder(path: Path) -> str:
 
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(VOCAB)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
     PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
     ).save_pretrained(str(path))
     config = BertConfig(
-        vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=64, pad_token_id=1,
+        vocab_size=len(VOCAB),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        pad_token_id=1,
     )
     torch.manual_seed(0)
     BertModel(config, add_pooling_layer=False).save_pretrained(str(path))
@@ -68,13 +80,15 @@ def make_rows(n: int, seed: int, every: int = 3, prefix: str = "p") -> list[dict
         words = rng.sample(PROMO if promo else GENUINE, 2) + rng.sample(FILLER, 4)
         rng.shuffle(words)
         grade = None if i % 4 == 3 else (rng.randint(2, 4) if promo else rng.randint(0, 2))
-        out.append({
-            "id": f"{prefix}{i}",
-            "text": " ".join(words),
-            "label": "promotion" if promo else "genuine",
-            "grade": grade,
-            "topic": rng.choice(["beauty", "tech"]),
-        })
+        out.append(
+            {
+                "id": f"{prefix}{i}",
+                "text": " ".join(words),
+                "label": "promotion" if promo else "genuine",
+                "grade": grade,
+                "topic": rng.choice(["beauty", "tech"]),
+            }
+        )
     return out
 
 
@@ -92,21 +106,45 @@ def write_corpus(folder: Path, n_train: int = 40, n_val: int = 15) -> tuple[str,
 
 
 def make_config(
-    folder: Path, kind: str, *, encoder: str | None = None, out: str = "run", settings: dict[str, Any] | None = None, **training: Any
+    folder: Path,
+    kind: str,
+    *,
+    encoder: str | None = None,
+    out: str = "run",
+    settings: dict[str, Any] | None = None,
+    **training: Any,
 ) -> TrainConfig:
     train_path, val_path = write_corpus(folder / "data")
     model_settings: dict[str, Any] = {}
     if kind == "transformer":
-        model_settings = {"base_encoder": encoder, "max_length": 16, "finetune": "lora", "lora_r": 2, "dropout": 0.1}
+        model_settings = {
+            "base_encoder": encoder,
+            "max_length": 16,
+            "finetune": "lora",
+            "lora_r": 2,
+            "dropout": 0.1,
+        }
     model_settings.update(settings or {})
-    return config_from_dict({
-        "data": {
-            "train": [train_path], "validation": val_path, "seeding_column": "grade", "group_columns": ["topic"],
-        },
-        "model": {"kind": kind, "settings": model_settings},
-        "training": {"epochs": 2, "batch_size": 8, "lr": 5e-3, "threads": 1, "early_stopping_patience": 0, **training},
-        "output": str(folder / out),
-    })
+    return config_from_dict(
+        {
+            "data": {
+                "train": [train_path],
+                "validation": val_path,
+                "seeding_column": "grade",
+                "group_columns": ["topic"],
+            },
+            "model": {"kind": kind, "settings": model_settings},
+            "training": {
+                "epochs": 2,
+                "batch_size": 8,
+                "lr": 5e-3,
+                "threads": 1,
+                "early_stopping_patience": 0,
+                **training,
+            },
+            "output": str(folder / out),
+        }
+    )
 
 
 def adapter(bundle: Path) -> dict[str, torch.Tensor]:
@@ -117,8 +155,8 @@ def adapter(bundle: Path) -> dict[str, torch.Tensor]:
 
 def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
     assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
+    for name, tensor in a.items():
+        assert torch.equal(tensor, b[name]), name
 
 
 # --- end to end ---------------------------------------------------------------------------
@@ -141,7 +179,9 @@ def check_bundle_reproduces_its_metrics(config: TrainConfig, result: Any) -> Non
     assert report["metrics"] == result.metrics
     assert "topic" in report["by_group"]
     assert (out / "report" / "report.html").is_file()
-    assert json.loads((out / "train_result.json").read_text(encoding="utf-8"))["steps"] == result.steps
+    assert (
+        json.loads((out / "train_result.json").read_text(encoding="utf-8"))["steps"] == result.steps
+    )
 
 
 def test_transformer_end_to_end(tmp_path: Path, tiny_encoder: str) -> None:
@@ -154,11 +194,21 @@ def test_transformer_end_to_end(tmp_path: Path, tiny_encoder: str) -> None:
     check_bundle_reproduces_its_metrics(config, result)
     assert (Path(config.output) / "checkpoint" / "state.json").is_file()
     # only the trainable tensors ship: LoRA and heads, never the frozen base
-    assert all("lora" in k or k.startswith(("promotion_head", "seeding_head")) for k in adapter(result.bundle_path))
+    assert all(
+        "lora" in k or k.startswith(("promotion_head", "seeding_head"))
+        for k in adapter(result.bundle_path)
+    )
 
 
 def test_transformer_learns_the_toy_task(tmp_path: Path, tiny_encoder: str) -> None:
-    config = make_config(tmp_path, "transformer", encoder=tiny_encoder, epochs=6, lr=2e-2, settings={"finetune": "top_layers"})
+    config = make_config(
+        tmp_path,
+        "transformer",
+        encoder=tiny_encoder,
+        epochs=6,
+        lr=2e-2,
+        settings={"finetune": "top_layers"},
+    )
     result = train(config, progress=False)
     assert result.metrics["roc_auc"] >= 0.9
 
@@ -169,7 +219,9 @@ def test_same_seed_same_model(tmp_path: Path, tiny_encoder: str) -> None:
     assert first.metrics == second.metrics
     assert [h["val_loss"] for h in first.history] == [h["val_loss"] for h in second.history]
     assert_same_tensors(adapter(first.bundle_path), adapter(second.bundle_path))
-    other = train(make_config(tmp_path / "c", "transformer", encoder=tiny_encoder, seed=99), progress=False)
+    other = train(
+        make_config(tmp_path / "c", "transformer", encoder=tiny_encoder, seed=99), progress=False
+    )
     assert [h["val_loss"] for h in other.history] != [h["val_loss"] for h in first.history]
 
 
@@ -197,14 +249,21 @@ def test_resume_continues_and_matches_an_uninterrupted_run(
     tmp_path: Path, tiny_encoder: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = {"eval_every_steps": 4, "checkpoint_every_steps": 3}
-    reference = train(make_config(tmp_path / "ref", "transformer", encoder=tiny_encoder, **settings), progress=False)
+    reference = train(
+        make_config(tmp_path / "ref", "transformer", encoder=tiny_encoder, **settings),
+        progress=False,
+    )
 
     config = make_config(tmp_path / "cut", "transformer", encoder=tiny_encoder, **settings)
     with monkeypatch.context() as patch:
-        interrupt_at_training_batch(patch, call=8)  # dies in step 8; checkpoints exist for steps 3, 4, 6
+        interrupt_at_training_batch(
+            patch, call=8
+        )  # dies in step 8; checkpoints exist for steps 3, 4, 6
         with pytest.raises(KeyboardInterrupt):
             train(config, progress=False)
-    state = json.loads((Path(config.output) / "checkpoint" / "state.json").read_text(encoding="utf-8"))
+    state = json.loads(
+        (Path(config.output) / "checkpoint" / "state.json").read_text(encoding="utf-8")
+    )
     assert (state["loop"]["step"], state["loop"]["epoch"], state["loop"]["batch"]) == (6, 1, 1)
     assert not (Path(config.output) / "model").exists()
 
@@ -225,7 +284,9 @@ def test_resume_refuses_other_settings_and_missing_checkpoints(
         interrupt_at_training_batch(patch, call=4)
         with pytest.raises(KeyboardInterrupt):
             train(config, progress=False)
-    changed = make_config(tmp_path, "transformer", encoder=tiny_encoder, eval_every_steps=2, lr=1e-3)
+    changed = make_config(
+        tmp_path, "transformer", encoder=tiny_encoder, eval_every_steps=2, lr=1e-3
+    )
     with pytest.raises(TrainingError, match=r"training.lr: was 0.005, now 0.001"):
         train(changed, resume=True, progress=False)
     (Path(config.output) / "checkpoint" / "trainable.safetensors").write_bytes(b"garbage")
@@ -236,7 +297,13 @@ def test_resume_refuses_other_settings_and_missing_checkpoints(
 def test_early_stopping_keeps_the_best_state(tmp_path: Path, tiny_encoder: str) -> None:
     # a learning rate far below float32 resolution: nothing changes, so nothing improves
     config = make_config(
-        tmp_path, "transformer", encoder=tiny_encoder, lr=1e-20, epochs=3, eval_every_steps=1, early_stopping_patience=2
+        tmp_path,
+        "transformer",
+        encoder=tiny_encoder,
+        lr=1e-20,
+        epochs=3,
+        eval_every_steps=1,
+        early_stopping_patience=2,
     )
     result = train(config, progress=False)
     assert result.stopped_early and result.steps == 3 and result.best_step == 1
@@ -245,7 +312,12 @@ def test_early_stopping_keeps_the_best_state(tmp_path: Path, tiny_encoder: str) 
 
 def test_sampling_and_bce_seeding_loss(tmp_path: Path, tiny_encoder: str) -> None:
     config = make_config(
-        tmp_path, "transformer", encoder=tiny_encoder, class_imbalance="sampling", seeding_loss="bce", max_steps=3
+        tmp_path,
+        "transformer",
+        encoder=tiny_encoder,
+        class_imbalance="sampling",
+        seeding_loss="bce",
+        max_steps=3,
     )
     from kocscope.training.dataset import load_training_data
 
@@ -259,7 +331,7 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     factors = [_lr_factor(s, total=10, warmup=2) for s in range(10)]
     assert factors[:2] == [0.5, 1.0]
     assert factors[2] == 1.0 and factors[-1] == pytest.approx(1 / 8)
-    assert all(a >= b for a, b in zip(factors[1:], factors[2:]))
+    assert all(a >= b for a, b in itertools.pairwise(factors[1:]))
 
 
 # --- bad input fails before training -------------------------------------------------------------
@@ -267,12 +339,17 @@ def test_lr_schedule_warms_up_then_decays() -> None:
 
 def test_unknown_model_setting_lists_valid_ones(tmp_path: Path, tiny_encoder: str) -> None:
     config = make_config(tmp_path, "transformer", encoder=tiny_encoder, settings={"lora_rank": 4})
-    with pytest.raises(ConfigError, match=r"unknown setting\(s\) lora_rank for a transformer model; valid settings: .*lora_r"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown setting\(s\) lora_rank for a transformer model; valid settings: .*lora_r",
+    ):
         train(config, progress=False)
 
 
 def test_invalid_model_setting_value(tmp_path: Path, tiny_encoder: str) -> None:
-    config = make_config(tmp_path, "transformer", encoder=tiny_encoder, settings={"long_text": "middle"})
+    config = make_config(
+        tmp_path, "transformer", encoder=tiny_encoder, settings={"long_text": "middle"}
+    )
     with pytest.raises(ConfigError, match="model.settings: .*long_text must be one of"):
         train(config, progress=False)
 
@@ -292,3 +369,92 @@ def test_output_folder_is_required(tmp_path: Path, tiny_encoder: str) -> None:
     config.output = None
     with pytest.raises(ConfigError, match="no output folder"):
         train(config, progress=False)
+
+
+# --- lexical ----------------------------------------------------------------------------------
+
+SMALL_LEXICAL = {"n_features": 2**12, "n_word_features": 2**10}
+
+
+def test_lexical_end_to_end(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "lexical", settings=SMALL_LEXICAL)
+    result = train(config, progress=False)
+    assert result.steps == 1 and result.history == []
+    assert result.metrics["roc_auc"] >= 0.9  # the toy task is separable by its words
+    check_bundle_reproduces_its_metrics(config, result)
+    assert read_bundle_config(result.bundle_path)["class_weight"] == "balanced"
+
+
+def test_lexical_class_imbalance_settings(tmp_path: Path) -> None:
+    sampled = train(
+        make_config(tmp_path / "s", "lexical", settings=SMALL_LEXICAL, class_imbalance="sampling"),
+        progress=False,
+    )
+    assert read_bundle_config(sampled.bundle_path)["class_weight"] is None
+    clash = make_config(tmp_path / "c", "lexical", settings={**SMALL_LEXICAL, "class_weight": None})
+    with pytest.raises(
+        ConfigError, match="class_weight=None contradicts training.class_imbalance='weights'"
+    ):
+        train(clash, progress=False)
+    bad = make_config(tmp_path / "b", "lexical", settings={"ngram_range": [3, 1]})
+    with pytest.raises(ConfigError, match="model.settings: .*ngram_range"):
+        train(bad, progress=False)
+
+
+# --- real corpus and real encoder (integration) ----------------------------------------------------
+
+ZHIHU = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zhihu16k"
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "train_config.yaml"
+
+
+def zhihu_sample(source: Path, n_pos: int, n_neg: int, target: Path) -> str:
+    """A few real posts copied into a temp file (never into the repo)."""
+    rows = [
+        json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+    picked = [r for r in rows if r["label"] == 1][:n_pos] + [r for r in rows if r["label"] == 0][
+        :n_neg
+    ]
+    return write_jsonl(
+        target, [{k: r[k] for k in ("id", "topic", "label", "text")} for r in picked]
+    )
+
+
+@pytest.mark.integration
+def test_example_config_reads_the_zhihu_corpus() -> None:
+    from kocscope.training.dataset import load_training_data
+    from kocscope.training.training_args import load_config
+
+    if not ZHIHU.is_dir():
+        pytest.skip(f"{ZHIHU} is not there")
+    data = load_training_data(load_config(EXAMPLE_CONFIG))
+    assert (len(data.train), data.train.n_promotion) == (10_747, 1_357)
+    assert (len(data.validation), data.validation.n_promotion) == (1_530, 190)
+    assert len(set(data.train.groups["topic"])) == 10
+
+
+@pytest.mark.integration
+def test_transformer_on_the_bundled_encoder(tmp_path: Path) -> None:
+    if not ZHIHU.is_dir():
+        pytest.skip(f"{ZHIHU} is not there")
+    train_path = zhihu_sample(ZHIHU / "train.jsonl", 8, 16, tmp_path / "train.jsonl")
+    val_path = zhihu_sample(ZHIHU / "val.jsonl", 6, 10, tmp_path / "val.jsonl")
+    config = config_from_dict(
+        {
+            "data": {
+                "train": [train_path],
+                "validation": val_path,
+                "positive_label": 1,
+                "group_columns": ["topic"],
+            },
+            "model": {
+                "kind": "transformer",
+                "settings": {"max_length": 64, "finetune": "lora", "lora_layers": 2},
+            },
+            "training": {"epochs": 1, "batch_size": 8, "max_steps": 2, "lr": 1e-3},
+            "output": str(tmp_path / "run"),
+        }
+    )
+    result = train(config, progress=False)
+    assert result.steps == 2 and result.metrics["n"] == 16
+    check_bundle_reproduces_its_metrics(config, result)

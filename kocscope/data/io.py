@@ -1,8 +1,10 @@
 """Streaming readers and writers for post files: JSON Lines, CSV, Parquet.
 
 Files are read one line (or one Parquet batch) at a time, so memory stays flat
-however large the export; every row read is either accepted or rejected with
-a reason, never dropped silently (``ReadStats.read == accepted + rejected``).
+however large the export (for Parquet it is bounded by the file's row-group
+size, which pyarrow reads whole; ours are 10,000 rows). Every row read is
+either accepted or rejected with a reason, never dropped silently
+(``ReadStats.read == accepted + rejected``).
 Outputs are written to a temporary file beside the target and renamed into
 place, so an interrupted run never leaves a half-written file behind.
 
@@ -13,7 +15,10 @@ Conventions, the same for every format:
   ASCII whitespace; in CSV a row whose cells are all empty or whitespace
   (spreadsheets pad exports with ``,,,`` rows).
 * Line numbers are physical lines, 1-based; a CSV row spanning several lines
-  is reported at its first line. Parquet and datasets have rows, not lines.
+  is reported at its first line (or at its undecodable line). Parquet and
+  datasets have rows, not lines.
+* CSV is parsed strictly (a stray quote is a rejected row, not a silently
+  merged one); cells stay strings, and the post fields parse them.
 * Only encodings that write a newline as the byte 0x0A are accepted (UTF-8,
   GBK, GB18030, Big5, ...), since lines are split on bytes before decoding;
   that is what lets one undecodable line be rejected alone.
@@ -615,7 +620,7 @@ def read_posts(
 
 
 # -- writers -------------------------------------------------------------------------
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """Python value for a JSON or CSV cell: numpy scalars/arrays (model outputs)
     and date-times are converted, everything JSON knows is kept."""
     if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
@@ -646,8 +651,8 @@ def _csv_cell(value: Any) -> str:
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else str(value)
     if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, ensure_ascii=False, default=_plain)
-    return _csv_cell(_plain(value))
+        return json.dumps(value, ensure_ascii=False, default=plain_value)
+    return _csv_cell(plain_value(value))
 
 
 class _Sink:
@@ -678,7 +683,7 @@ class _JsonlSink(_Sink):
             self.fh = sys.stdout.buffer
 
     def write(self, record: Mapping[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False, default=_plain) + "\n"
+        line = json.dumps(record, ensure_ascii=False, default=plain_value) + "\n"
         if self.fh is None:  # a text-only stdout (notebooks)
             sys.stdout.write(line)
         else:

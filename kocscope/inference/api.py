@@ -31,6 +31,7 @@ SCORE_FIELDS = ("p_promotion", "authenticity", "label", "seeding", "lang")
 # is reported as the span that drove the decision.
 _SENTENCE_RE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*")
 _MAX_EXPLAIN_SENTENCES = 48
+DEFAULT_WINDOW = 512  # posts sorted by length together: big enough to pad little, small enough to stay flat
 
 
 @dataclass(frozen=True)
@@ -87,22 +88,23 @@ class KocscopeModel:
     def __repr__(self) -> str:
         return f"KocscopeModel(kind={self.kind!r}, path={str(self.path)!r}, threshold={self.threshold:.3f})"
 
-    def score(self, items: Iterable[PostLike], batch_size: int = 32, explain: bool = False) -> list[PostScore]:
+    def score(self, items: Iterable[PostLike], batch_size: int | None = None, explain: bool = False) -> list[PostScore]:
         """Score posts given as texts, dicts or Posts; results keep input order."""
         posts = [as_post(item) for item in items]
         return self.score_posts(posts, batch_size=batch_size, explain=explain)
 
     def score_iter(
-        self, items: Iterable[PostLike], batch_size: int = 32, explain: bool = False, window: int | None = None
+        self, items: Iterable[PostLike], batch_size: int | None = None, explain: bool = False, window: int | None = None
     ) -> Iterator[PostScore]:
         """Score a stream with flat memory: ``window`` posts at a time (default
-        16 batches), which the estimator sorts by length so padding stays small."""
-        window = window or 16 * batch_size
+        512), which the estimator sorts by length so padding stays small.
+        ``batch_size=None`` lets the model batch by its own token budget."""
+        window = window or DEFAULT_WINDOW
         stream = iter(items)
         while chunk := list(islice(stream, window)):
             yield from self.score(chunk, batch_size=batch_size, explain=explain)
 
-    def score_posts(self, posts: Sequence[Post], batch_size: int = 32, explain: bool = False) -> list[PostScore]:
+    def score_posts(self, posts: Sequence[Post], batch_size: int | None = None, explain: bool = False) -> list[PostScore]:
         if not posts:
             return []
         texts = [post.model_text for post in posts]
@@ -127,7 +129,7 @@ class KocscopeModel:
             for i, post in enumerate(posts)
         ]
 
-    def _evidence(self, texts: Sequence[str], batch_size: int) -> list[dict[str, Any] | None]:
+    def _evidence(self, texts: Sequence[str], batch_size: int | None) -> list[dict[str, Any] | None]:
         """Per post, the sentence that reads most promotional when scored alone."""
         spans: list[tuple[int, int, int, str]] = []  # (post, start, end, sentence)
         for i, text in enumerate(texts):

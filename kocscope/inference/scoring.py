@@ -23,9 +23,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from kocscope.data.io import STDIO, RecordWriter, detect_format, iter_rows, read_posts
+from kocscope.data.io import STDIO, RecordWriter, detect_format, iter_rows, plain_value, read_posts
 from kocscope.data.records import Post, RecordError
-from kocscope.inference.api import KocscopeModel, PostScore, load_model
+from kocscope.inference.api import DEFAULT_WINDOW, KocscopeModel, PostScore, load_model
 
 PROGRESS_FORMAT = 1
 
@@ -77,7 +77,7 @@ def output_row(post: Post, score: PostScore) -> dict[str, Any]:
 
 
 def score_records(
-    records: Iterable[Mapping[str, Any] | Post], model: KocscopeModel | None = None, *, batch_size: int = 32
+    records: Iterable[Mapping[str, Any] | Post], model: KocscopeModel | None = None, *, batch_size: int | None = None
 ) -> Iterator[dict[str, Any]]:
     """Score in-memory records (kocscope field names) and yield output rows.
 
@@ -93,7 +93,7 @@ def score_records(
                 raise exc.located("<records>", i, unit="record") from None
 
     stream = posts()
-    while chunk := list(islice(stream, 16 * batch_size)):
+    while chunk := list(islice(stream, DEFAULT_WINDOW)):
         for post, score in zip(chunk, model.score_posts(chunk, batch_size=batch_size)):
             yield output_row(post, score)
 
@@ -162,7 +162,7 @@ def score_files(
     output: str | os.PathLike[str],
     *,
     model: KocscopeModel | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     window: int | None = None,
     explain: bool = False,
     on_error: str = "raise",
@@ -184,7 +184,7 @@ def score_files(
         raise ValueError("no input files")
     readers = [read_posts(name, encoding=encoding, on_error=on_error, column_map=column_map) for name in names]
     model = model or load_model()
-    window = window or 16 * batch_size
+    window = window or DEFAULT_WINDOW
     out_name = str(output)
     to_stdout = out_name == STDIO
     if resume and (to_stdout or STDIO in names):
@@ -315,10 +315,8 @@ def _open_truncated(path: Path, size: int):
 
 
 def _append_jsonl(fh, rows: Iterable[Mapping[str, Any]]) -> None:
-    from kocscope.data.io import _plain
-
     data = b"".join(
-        json.dumps(row, ensure_ascii=False, default=_plain).encode("utf-8") + b"\n" for row in rows
+        json.dumps(row, ensure_ascii=False, default=plain_value).encode("utf-8") + b"\n" for row in rows
     )
     fh.write(data)
     fh.flush()

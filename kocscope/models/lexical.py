@@ -515,7 +515,7 @@ def _check_seeding(seeding: Sequence[float] | np.ndarray | None, n: int) -> np.n
     bad = ~np.isnan(values) & ((values < 0) | (values > 1) | ~np.isfinite(values))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"seeding[{i}] = {values[i]!r}: seeding strength must be grade / 4 in [0, 1], or NaN when ungraded")
+        raise ValueError(f"seeding[{i}] = {float(values[i])!r}: seeding strength must be grade / 4 in [0, 1], or NaN when ungraded")
     return values
 
 
@@ -528,5 +528,5 @@ def _check_weights(sample_weight: Sequence[float] | np.ndarray | None, n: int) -
     bad = ~np.isfinite(weights) | (weights < 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"sample_weight[{i}] = {weights[i]!r}: weights must be finite and >= 0")
+        raise ValueError(f"sample_weight[{i}] = {float(weights[i])!r}: weights must be finite and >= 0")
     return weights

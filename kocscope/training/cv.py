@@ -25,16 +25,16 @@ from kocscope.training.dataset import (
     stratified_subsample,
 )
 from kocscope.training.trainer import (
-    no_log,
-    write_json,
     calibrate,
     evaluate_estimator,
     fit_estimator,
-    physical_cores,
+    stderr_log,
+    torch_threads,
+    write_json,
 )
 from kocscope.training.training_args import TrainConfig
 
-__all__ = ["FoldResult", "CVResult", "cross_validate", "SUMMARY_METRICS"]
+__all__ = ["SUMMARY_METRICS", "CVResult", "FoldResult", "cross_validate"]
 
 # the metrics averaged over folds (all present in classification_metrics)
 SUMMARY_METRICS = (
@@ -106,19 +106,11 @@ def _summarise(
 
 def cross_validate(config: TrainConfig, folds: int = 5, *, progress: bool = False) -> CVResult:
     """Stratified ``folds``-fold CV of ``config``'s recipe; writes cv_results.json into ``config.output`` if set."""
-    import torch
-
-    log = no_log
-    if progress:
-        from rich.console import Console
-
-        log = Console(stderr=True).print
+    log = stderr_log(progress)
     data, _ = load_all_labelled(config)
     splits = stratified_folds(data, folds, config.split.seed)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(config.training.threads or physical_cores())
     results: list[FoldResult] = []
-    try:
+    with torch_threads(config.training.threads):
         for k, (train_idx, test_idx) in enumerate(splits, 1):
             started = time.perf_counter()
             part, test = data.subset(train_idx), data.subset(test_idx)
@@ -154,8 +146,6 @@ def cross_validate(config: TrainConfig, folds: int = 5, *, progress: bool = Fals
                 if result.metrics.get(m) is not None
             )
             log(f"fold {k}: {shown}")
-    finally:
-        torch.set_num_threads(previous_threads)
     mean, std, defined = _summarise(results)
     cv = CVResult(
         folds=results,

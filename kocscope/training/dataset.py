@@ -21,20 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from kocscope.models.base import LABELS
-from kocscope.training.training_args import DataConfig, SplitConfig, TrainConfig
+from kocscope.training.training_args import ConfigError, DataConfig, SplitConfig, TrainConfig
 
 __all__ = [
     "DataError",
-    "LabelledData",
     "LabelMapping",
+    "LabelledData",
+    "TrainingData",
+    "load_all_labelled",
     "load_labelled",
     "load_training_data",
-    "load_all_labelled",
+    "require_both_classes",
+    "stratified_folds",
     "stratified_split",
     "stratified_subsample",
-    "stratified_folds",
-    "require_both_classes",
 ]
 
 _SHOW = 8  # offending rows / values listed in one message
@@ -220,7 +220,7 @@ def _read_source(
 
 
 def _read_file(path: str, cfg: DataConfig) -> _RawLabelled:
-    from kocscope.data.io import detect_format, iter_rows
+    from kocscope.data.io import check_encoding, detect_format, iter_rows
 
     if not Path(path).is_file():
         raise FileNotFoundError(
@@ -229,8 +229,10 @@ def _read_file(path: str, cfg: DataConfig) -> _RawLabelled:
         )
     try:
         kind = detect_format(path).kind
-    except ValueError as exc:
-        raise DataError(str(exc)) from exc
+        if kind != "parquet":
+            check_encoding(cfg.encoding)
+    except ValueError as exc:  # unknown file type or encoding: the options are wrong, not the rows
+        raise ConfigError(f"{exc} (data.train / data.validation / data.encoding)") from exc
     return _read_source(
         lambda on_header: iter_rows(path, encoding=cfg.encoding, on_header=on_header),
         path,
@@ -481,7 +483,7 @@ def stratified_split(data: LabelledData, split: SplitConfig) -> tuple[LabelledDa
     rng = np.random.default_rng(split.seed)
     held: list[int] = []
     for idx in _per_class(data.y, rng):
-        n_val = min(max(int(round(len(idx) * split.val_fraction)), 1), len(idx) - 1)
+        n_val = min(max(round(len(idx) * split.val_fraction), 1), len(idx) - 1)
         held.extend(idx[:n_val].tolist())
     val_mask = np.zeros(len(data), dtype=bool)
     val_mask[held] = True
@@ -495,7 +497,7 @@ def stratified_subsample(data: LabelledData, max_rows: int, seed: int) -> Labell
     rng = np.random.default_rng(seed)
     keep: list[int] = []
     for idx in _per_class(data.y, rng):
-        take = max(1, int(round(len(idx) * max_rows / len(data)))) if len(idx) else 0
+        take = max(1, round(len(idx) * max_rows / len(data))) if len(idx) else 0
         keep.extend(idx[:take].tolist())
     return data.subset(np.sort(np.asarray(keep, dtype=np.int64)))
 

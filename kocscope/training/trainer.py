@@ -16,6 +16,9 @@ learning-rate schedule is a pure function of the step, so it needs no state.
 Data order is drawn per epoch from ``seed + epoch``, so ``resume`` continues
 mid-epoch with the same batches an uninterrupted run would see: on CPU a
 resumed run ends with the same weights as one that was never interrupted.
+A resume refuses a checkpoint made with other settings or other data (content
+hash). The checkpoint stays after a finished run; resuming that one only
+redoes calibration, evaluation and saving.
 
 After training, calibration (Platt or temperature) and the threshold are fitted
 on the validation rows, the model is evaluated there, and the bundle gets the
@@ -37,7 +40,8 @@ import resource
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import import_module
 from pathlib import Path
@@ -48,29 +52,28 @@ import numpy as np
 from kocscope.training.dataset import (
     DataError,
     LabelledData,
-    TrainingData,
     load_labelled,
     load_training_data,
 )
-from kocscope.training.training_args import ConfigError, DataConfig, TrainConfig
+from kocscope.training.training_args import ConfigError, DataConfig, TrainConfig, TrainingConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kocscope.models.base import ModelOutputs, PostEstimator
+    from kocscope.models.base import ModelOutputs
     from kocscope.training.calibration import ThresholdChoice
     from kocscope.training.evaluation import EvaluationResult
 
 __all__ = [
-    "TrainingError",
-    "TrainResult",
     "FitOutcome",
-    "train",
-    "make_estimator",
-    "fit_estimator",
+    "TrainResult",
+    "TrainingError",
     "calibrate",
     "evaluate_estimator",
     "evaluate_model",
-    "physical_cores",
+    "fit_estimator",
+    "make_estimator",
     "peak_memory_mb",
+    "physical_cores",
+    "train",
 ]
 
 CHECKPOINT_DIR = "checkpoint"
@@ -78,8 +81,13 @@ CHECKPOINT_FORMAT = 1
 STATE_FILE = "state.json"
 MODEL_DIR = "model"
 REPORT_DIR = "report"
-# settings that may change between an interrupted run and its --resume
+# settings that may change between an interrupted run and its --resume (the data
+# itself is compared by content, so moved files still resume)
 _RESUME_FREE = {
+    "data.train",
+    "data.validation",
+    "data.dataset",
+    "data.encoding",
     "training.threads",
     "training.device",
     "training.checkpoint_every_steps",
@@ -171,7 +179,10 @@ def write_json(path: Path, payload: Any) -> Path:
     """Atomic JSON file (kocscope.html.write_page: temp file + os.replace)."""
     from kocscope.html import write_page
 
-    return write_page(path, json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    return write_page(
+        path,
+        json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True, allow_nan=False) + "\n",
+    )
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -188,11 +199,35 @@ def no_log(_: str) -> None:
     """Log sink when progress output is off."""
 
 
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """Set torch's intra-op threads for a job (default: physical cores) and restore them after."""
+    import torch
+
+    previous = torch.get_num_threads()
+    wanted = threads or physical_cores()
+    torch.set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        torch.set_num_threads(previous)
+
+
+def stderr_log(enabled: bool) -> Log:
+    """Log lines on stderr (above a progress bar when one is live); markup off, since
+    file names and label values may hold [brackets]."""
+    if not enabled:
+        return no_log
+    from rich.console import Console
+
+    return Console(stderr=True, markup=False, highlight=False).print
+
+
 # --- estimators ----------------------------------------------------------------------------
 
 
 def make_estimator(kind: str, settings: dict[str, Any]) -> Any:
-    """An unfitted estimator of ``kind``; unknown settings are a ConfigError listing the valid ones."""
+    """An unfitted estimator of ``kind`` with checked settings (ConfigError naming the setting)."""
     from kocscope.models.bundle import MODEL_KINDS
 
     if kind not in MODEL_KINDS:
@@ -208,7 +243,16 @@ def make_estimator(kind: str, settings: dict[str, Any]) -> Any:
             f"model.settings: unknown setting(s) {', '.join(unknown)} for a {kind} model; "
             f"valid settings: {', '.join(valid)}"
         )
-    return cls(**settings)
+    estimator = cls(**settings)
+    check = getattr(
+        estimator, "_check_params", None
+    )  # both model kinds validate their settings here
+    if check is not None:
+        try:
+            check()
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model.settings: {exc}") from exc
+    return estimator
 
 
 def _balanced_weights(y: np.ndarray) -> np.ndarray:
@@ -220,27 +264,36 @@ def _balanced_weights(y: np.ndarray) -> np.ndarray:
 # --- lexical -------------------------------------------------------------------------------
 
 
+def _lexical_settings(config: TrainConfig) -> dict[str, Any]:
+    """``training.class_imbalance`` decides the lexical model's class_weight, so the two cannot disagree."""
+    settings = dict(config.model.settings)
+    wanted = "balanced" if config.training.class_imbalance == "weights" else None
+    if "class_weight" in settings and settings["class_weight"] != wanted:
+        raise ConfigError(
+            f"model.settings.class_weight={settings['class_weight']!r} contradicts "
+            f"training.class_imbalance={config.training.class_imbalance!r}; set only training.class_imbalance"
+        )
+    settings["class_weight"] = wanted
+    return settings
+
+
 def _fit_lexical(
     estimator: Any, config: TrainConfig, train_data: LabelledData, log: Log
 ) -> FitOutcome:
-    """One fit; ``class_imbalance`` becomes balanced sample weights or a balanced resample."""
+    """One fit: class weights come from the model's class_weight; "sampling" is a balanced resample."""
     tr = config.training
     texts, y, seeding = train_data.texts, train_data.y, train_data.seeding
-    weights = None
-    if tr.class_imbalance == "weights":
-        weights = _balanced_weights(y)
-    elif tr.class_imbalance == "sampling":
+    if tr.class_imbalance == "sampling":
         rng = np.random.default_rng(tr.seed)
-        probs = _balanced_weights(y) / len(y)
+        probs = _balanced_weights(y)
         idx = np.sort(rng.choice(len(y), size=len(y), replace=True, p=probs / probs.sum()))
         texts, y, seeding = [texts[i] for i in idx], y[idx], seeding[idx]
+        if y.min() == y.max():
+            raise TrainingError(
+                "the balanced resample drew a single class; use more data or class_imbalance=weights"
+            )
     log(f"fitting the lexical model on {len(texts):,} posts")
-    try:
-        estimator.fit(texts, y, seeding=seeding, sample_weight=weights)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"model.settings: the lexical model rejected its settings or data: {exc}"
-        ) from exc
+    estimator.fit(texts, y, seeding=seeding)
     return FitOutcome(estimator=estimator, steps=1, epochs_completed=1, device="cpu")
 
 
@@ -509,6 +562,27 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     )
 
 
+def _batch_loss(
+    estimator: Any, batch: Any, y: Any, grades: Any, tr: TrainingConfig, pos_weight: Any
+) -> Any:
+    """BCE-with-logits on `promotion` plus the weighted seeding loss on the rows with a grade."""
+    import torch
+    import torch.nn.functional as F
+
+    logits, seeding = estimator.forward_batch(batch)
+    y, grades = y.to(logits.device), grades.to(logits.device)
+    loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
+    graded = torch.isfinite(grades)
+    if tr.seeding_weight > 0 and bool(graded.any()):
+        pred, true = seeding[graded], grades[graded]
+        if tr.seeding_loss == "mse":
+            seed_loss = F.mse_loss(pred, true)
+        else:
+            seed_loss = F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), true)
+        loss = loss + tr.seeding_weight * seed_loss
+    return loss
+
+
 def _train_transformer(
     estimator: Any,
     config: TrainConfig,
@@ -521,7 +595,8 @@ def _train_transformer(
     log: Log,
 ) -> FitOutcome:
     import torch
-    import torch.nn.functional as F
+
+    from kocscope.models.base_encoder import BaseEncoderError
 
     tr = config.training
     device = _pick_device(tr.device)
@@ -530,6 +605,8 @@ def _train_transformer(
     random.seed(tr.seed)
     try:
         estimator.init_module()
+    except BaseEncoderError as exc:
+        raise ConfigError(f"model.settings.base_encoder: {exc}") from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model.settings: {exc}") from exc
     module = estimator.module_.to(device)
@@ -547,7 +624,7 @@ def _train_transformer(
     total = (
         per_epoch * tr.epochs if tr.max_steps is None else min(per_epoch * tr.epochs, tr.max_steps)
     )
-    warmup = int(round(tr.warmup * total))
+    warmup = round(tr.warmup * total)
     n_pos = train_data.n_promotion
     pos_weight = (
         torch.tensor((n - n_pos) / n_pos, device=device)
@@ -637,20 +714,8 @@ def _train_transformer(
                 lr = tr.lr * _lr_factor(loop.step, total, warmup)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                logits, seeding = estimator.forward_batch(
-                    estimator.encode([train_data.texts[i] for i in idx])
-                )
-                y_b = targets[idx].to(device)
-                loss = F.binary_cross_entropy_with_logits(logits, y_b, pos_weight=pos_weight)
-                g_b = grades[idx].to(device)
-                graded = torch.isfinite(g_b)
-                if tr.seeding_weight > 0 and bool(graded.any()):
-                    pred, true = seeding[graded], g_b[graded]
-                    if tr.seeding_loss == "mse":
-                        seed_loss = F.mse_loss(pred, true)
-                    else:
-                        seed_loss = F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), true)
-                    loss = loss + tr.seeding_weight * seed_loss
+                batch = estimator.encode([train_data.texts[i] for i in idx])
+                loss = _batch_loss(estimator, batch, targets[idx], grades[idx], tr, pos_weight)
                 if not bool(torch.isfinite(loss)):
                     raise TrainingError(
                         f"the training loss is {float(loss)} at step {loop.step + 1}; lower training.lr "
@@ -700,10 +765,10 @@ def _train_transformer(
                 if loop.finished or epoch_done:
                     break
     if best is not None:
-        state = dict(module.named_parameters())
+        current = dict(module.named_parameters())
         with torch.no_grad():
             for name in names:
-                state[name].copy_(best[name].to(state[name].device, state[name].dtype))
+                current[name].copy_(best[name].to(current[name].device, current[name].dtype))
     module.eval()
     return FitOutcome(
         estimator=estimator,
@@ -728,8 +793,11 @@ def fit_estimator(
     log: Log = no_log,
 ) -> FitOutcome:
     """Train the configured model kind; ``val`` drives early stopping (transformer only)."""
-    estimator = make_estimator(config.model.kind, dict(config.model.settings))
-    if config.model.kind == "lexical":
+    lexical = config.model.kind == "lexical"
+    estimator = make_estimator(
+        config.model.kind, _lexical_settings(config) if lexical else dict(config.model.settings)
+    )
+    if lexical:
         return _fit_lexical(estimator, config, train_data, log)
     return _train_transformer(
         estimator,
@@ -838,24 +906,15 @@ def _save_with_record(estimator: Any, target: Path, extra: dict[str, Any]) -> Pa
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train, calibrate, evaluate and save a model as ``config`` says; see the module docstring."""
-    import torch
-
     from kocscope.training.report import write_report
 
     if not config.output:
         raise ConfigError("no output folder: set `output` in the config or pass --output")
     out = Path(config.output)
-    log: Log = no_log
-    if progress:
-        from rich.console import Console
-
-        console = Console(stderr=True)
-        log = console.print
+    log = stderr_log(progress)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(config.training.threads or physical_cores())
-    try:
+    with torch_threads(config.training.threads) as threads:
         data = load_training_data(config)
         timings["load_data"] = time.perf_counter() - t0
         log(f"data: {data.summary()}")
@@ -881,8 +940,6 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             estimator, data.validation, outputs=outputs, seed=config.training.seed
         )
         timings["evaluate"] = time.perf_counter() - t
-    finally:
-        torch.set_num_threads(previous_threads)
 
     t = time.perf_counter()
     calibration = estimator.calibration_config()["calibration"]
@@ -893,7 +950,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "peak_memory_mb": round(peak, 1),
         "device": fit.device,
-        "threads": config.training.threads or physical_cores(),
+        "threads": threads,
         "steps": fit.steps,
         "epochs_completed": fit.epochs_completed,
         "best_step": fit.best_step,

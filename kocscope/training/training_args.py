@@ -18,19 +18,19 @@ import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 __all__ = [
+    "CalibrationConfig",
     "ConfigError",
     "DataConfig",
-    "SplitConfig",
     "ModelConfig",
-    "TrainingConfig",
-    "CalibrationConfig",
+    "SplitConfig",
     "ThresholdConfig",
     "TrainConfig",
-    "load_config",
+    "TrainingConfig",
     "config_from_dict",
+    "load_config",
     "parse_override",
 ]
 
@@ -44,16 +44,16 @@ class DataConfig:
     """Where the labelled posts are and what their columns mean."""
 
     train: list[str] = field(default_factory=list)  # JSONL / CSV / Parquet files, concatenated
-    validation: Optional[str] = None  # a file; without it a stratified split of train is held out
-    dataset: Optional[str] = None  # a `datasets` folder (save_to_disk) or a dataset name
+    validation: str | None = None  # a file; without it a stratified split of train is held out
+    dataset: str | None = None  # a `datasets` folder (save_to_disk), or a hub name (needs network)
     dataset_split: str = "train"
-    dataset_validation_split: Optional[str] = None
+    dataset_validation_split: str | None = None
     text_column: str = "text"
     label_column: str = "label"
     positive_label: Any = "promotion"  # the value meaning `promotion` ("yes", 1, "deceptive" ...)
     negative_label: Any = None  # None: the one other value in the column
-    seeding_column: Optional[str] = None  # 0-4 grades; rows without one do not train that head
-    id_column: Optional[str] = None  # None: `id` when present, else ids are generated
+    seeding_column: str | None = None  # 0-4 grades; rows without one do not train that head
+    id_column: str | None = None  # None: `id` when present, else ids are generated
     group_columns: list[str] = field(default_factory=list)  # evaluation slices, e.g. topic
     encoding: str = "utf-8"
 
@@ -76,7 +76,8 @@ class ModelConfig:
 
 @dataclass
 class TrainingConfig:
-    """The optimisation recipe (the transformer loop uses all of it, lexical the data parts)."""
+    """The optimisation recipe. The transformer loop uses all of it; a lexical fit only
+    class_imbalance, max_train_rows, threads and seed."""
 
     epochs: int = 3
     batch_size: int = 16
@@ -89,11 +90,11 @@ class TrainingConfig:
     seeding_loss: Literal["mse", "bce"] = "mse"
     early_stopping_metric: Literal["pr_auc", "loss"] = "pr_auc"
     early_stopping_patience: int = 2  # evaluations without improvement; 0 turns it off
-    eval_every_steps: Optional[int] = None  # None: evaluate once per epoch
-    checkpoint_every_steps: Optional[int] = None  # besides every evaluation; for --resume
-    max_train_rows: Optional[int] = None  # stratified subsample of the training rows
-    max_steps: Optional[int] = None  # stop after this many optimizer steps in total
-    threads: Optional[int] = None  # None: the number of physical cores
+    eval_every_steps: int | None = None  # None: evaluate once per epoch
+    checkpoint_every_steps: int | None = None  # besides every evaluation; for --resume
+    max_train_rows: int | None = None  # stratified subsample of the training rows
+    max_steps: int | None = None  # cap on optimizer steps; the lr schedule then ends there
+    threads: int | None = None  # None: the number of physical cores
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 13
 
@@ -123,7 +124,7 @@ class TrainConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
-    output: Optional[str] = None
+    output: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -136,7 +137,9 @@ class TrainConfig:
         """Write the resolved config as JSON, atomically."""
         from kocscope.html import write_page  # the project's atomic text writer
 
-        return write_page(path, json.dumps(self.to_dict(), ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+        return write_page(
+            path, json.dumps(self.to_dict(), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+        )
 
 
 # --- loading ------------------------------------------------------------------
@@ -157,9 +160,13 @@ def _yaml_loads(text: str) -> Any:
         first: [(tag, rx) for tag, rx in resolvers if tag != bool_tag]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
-    Loader.add_implicit_resolver(bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-    Loader.add_implicit_resolver(float_tag, re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
-    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+    Loader.add_implicit_resolver(
+        bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+    Loader.add_implicit_resolver(
+        float_tag, re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+    )
+    return yaml.load(text, Loader=Loader)
 
 
 def _read_file(path: Path) -> dict[str, Any]:
