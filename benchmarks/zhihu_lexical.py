@@ -28,7 +28,9 @@ from kocscope.models.lexical import LexicalModel, dense_feature_names
 from kocscope.training.calibration import choose_threshold
 from kocscope.training.metrics import LENGTH_BUCKETS, classification_metrics, length_bucket
 
-Scorer = Callable[[Sequence[str], np.ndarray, Sequence[str]], np.ndarray]  # (train texts, y, eval texts) -> logits
+Scorer = Callable[
+    [Sequence[str], np.ndarray, Sequence[str]], np.ndarray
+]  # (train texts, y, eval texts) -> logits
 
 
 def read_split(path: Path) -> tuple[list[str], np.ndarray]:
@@ -73,7 +75,9 @@ def cv_threshold(score: Scorer, texts: list[str], y: np.ndarray, folds: int, see
     from sklearn.model_selection import StratifiedKFold
 
     oof = np.empty(len(texts))
-    for fit_idx, held_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(texts, y):
+    for fit_idx, held_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(
+        texts, y
+    ):
         oof[held_idx] = score([texts[i] for i in fit_idx], y[fit_idx], [texts[i] for i in held_idx])
     return choose_threshold(y, sigmoid(oof)).threshold
 
@@ -82,7 +86,9 @@ def fmt(value: float | None) -> str:
     return "   -  " if value is None else f"{value:6.3f}"
 
 
-def report(name: str, y: np.ndarray, p: np.ndarray, threshold: float, buckets: np.ndarray, seconds: float) -> None:
+def report(
+    name: str, y: np.ndarray, p: np.ndarray, threshold: float, buckets: np.ndarray, seconds: float
+) -> None:
     honest = classification_metrics(y, p, threshold)
     best = choose_threshold(y, p)
     print(
@@ -94,7 +100,9 @@ def report(name: str, y: np.ndarray, p: np.ndarray, threshold: float, buckets: n
     for bucket in LENGTH_BUCKETS:
         mask = buckets == bucket
         m = classification_metrics(y[mask], p[mask], threshold)
-        cells.append(f"{bucket} n={m['n']} ad={m['n_promotion']}: F1 {fmt(m['f1'])} AUC {fmt(m['roc_auc'])}")
+        cells.append(
+            f"{bucket} n={m['n']} ad={m['n_promotion']}: F1 {fmt(m['f1'])} AUC {fmt(m['roc_auc'])}"
+        )
     print("    by length: " + " | ".join(cells))
 
 
@@ -103,13 +111,17 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data/zhihu16k"))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--ablations", action="store_true", help="also jieba words, no cues/length, no tail n-grams")
+    parser.add_argument(
+        "--ablations", action="store_true", help="also jieba words, no cues/length, no tail n-grams"
+    )
     args = parser.parse_args()
 
     train, y_train = read_split(args.data / "train.jsonl")
     val, y_val = read_split(args.data / "val.jsonl")
     buckets = np.array([length_bucket(len(t)) for t in val])
-    print(f"train {len(train)} posts ({int(y_train.sum())} promotion), val {len(val)} ({int(y_val.sum())} promotion)")
+    print(
+        f"train {len(train)} posts ({int(y_train.sum())} promotion), val {len(val)} ({int(y_val.sum())} promotion)"
+    )
     print(f"threshold: F1-optimal on {args.folds}-fold out-of-fold train scores; metrics on val\n")
 
     models: list[tuple[str, Scorer]] = [
@@ -135,15 +147,27 @@ def main() -> None:
     features = model.transform(val)
     n_dense = len(dense_feature_names(model.use_cues))
     n_words = features.shape[1] - model.n_features - n_dense
-    groups = {"char n-grams": slice(0, model.n_features), "word tokens": slice(model.n_features, model.n_features + n_words)}
+    groups = {
+        "char n-grams": slice(0, model.n_features),
+        "word tokens": slice(model.n_features, model.n_features + n_words),
+    }
     start = model.n_features + n_words
     groups["log_length"] = slice(start, start + 1)
     groups["cue features"] = slice(start + 1, start + n_dense)
-    print("\nLexicalModel (defaults): std over val posts of each feature group's logit contribution")
-    print("    " + ", ".join(
-        f"{name} {np.std(features[:, cols] @ model.coef_[cols].astype(np.float64)):.2f}" for name, cols in groups.items()
-    ))
-    print(f"    log_length coefficient {model.coef_[start]:+.2f} (feature = log1p(chars) / log1p(10000))")
+    print(
+        "\nLexicalModel (defaults): std over val posts of each feature group's logit contribution"
+    )
+    print(
+        "    "
+        + ", ".join(
+            f"{name} {np.std(features[:, cols] @ model.coef_[cols].astype(np.float64)):.2f}"
+            for name, cols in groups.items()
+        )
+    )
+    print(
+        f"    log_length coefficient {model.coef_[start]:+.2f} (feature = log1p(chars) / log1p(10000))"
+    )
+
 
 if __name__ == "__main__":
     main()

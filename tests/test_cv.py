@@ -59,7 +59,7 @@ def test_too_few_rows_per_class_for_the_folds(tmp_path: Path, tiny_encoder: str)
     ):
         cross_validate(config, folds=20)
     write_jsonl(Path(config.data.train[0]), make_rows(6, seed=1, every=6))
-    write_jsonl(Path(config.data.validation), make_rows(3, seed=2, every=10))
+    write_jsonl(Path(config.data.validation[0]), make_rows(3, seed=2, every=10))
     with pytest.raises(
         DataError, match="needs at least 5 rows of each class.*2 promotion and 7 genuine"
     ):

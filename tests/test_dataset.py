@@ -58,7 +58,7 @@ def test_jsonl_labels_grades_groups_and_inputs(tmp_path: Path) -> None:
         positive_label="YES", seeding_column="grade", group_columns=["topic"]
     )  # case-insensitive
     labelled, mapping = load_labelled(path, cfg)
-    assert (mapping.positive, mapping.negative) == ("yes", "no")
+    assert (mapping.positive, mapping.negative) == (("yes",), ("no",))
     assert labelled.y.tolist() == [1 if i % 3 == 0 else 0 for i in range(12)]
     assert labelled.ids == [f"p{i}" for i in range(12)]
     assert (
@@ -85,7 +85,21 @@ def test_csv_with_mapped_text_column_and_numeric_labels(tmp_path: Path) -> None:
     labelled, mapping = load_labelled(str(path), cfg)
     assert labelled.y.tolist() == [0, 1, 0, 1, 0, 1]  # CSV "1" matches positive_label 1
     assert labelled.ids == [f"x{i}" for i in range(6)]
-    assert mapping.negative == "0"
+    assert mapping.negative == ("0",)
+
+
+def test_label_lists_combine_sources_that_spell_labels_differently(tmp_path: Path) -> None:
+    numeric = write_jsonl(tmp_path / "a.jsonl", [{"text": f"a {i}", "label": i % 2} for i in range(4)])
+    named = write_jsonl(
+        tmp_path / "b.jsonl", [{"text": f"b {i}", "label": ["genuine", "promotion"][i % 2]} for i in range(4)]
+    )
+    cfg = DataConfig(positive_label=[1, "promotion"], negative_label=[0, "genuine"])
+    labelled, mapping = load_labelled([numeric, named], cfg)
+    assert labelled.y.tolist() == [0, 1, 0, 1, 0, 1, 0, 1]
+    assert mapping.to_dict() == {"positive_label": ["1", "promotion"], "negative_label": ["0", "genuine"]}
+    odd = write_jsonl(tmp_path / "c.jsonl", [{"text": "c", "label": "maybe"}, {"text": "d", "label": 1}])
+    with pytest.raises(DataError, match="'maybe'"):
+        load_labelled([numeric, odd], cfg)
 
 
 def test_dataset_folder_with_train_and_validation_splits(tmp_path: Path) -> None:
@@ -333,3 +347,13 @@ def test_unknown_file_type_or_encoding_is_a_config_error(tmp_path: Path) -> None
     path = write_jsonl(tmp_path / "t.jsonl", rows(3))
     with pytest.raises(ConfigError, match="unknown encoding 'klingon'"):
         load_labelled(path, DataConfig(encoding="klingon"))
+
+
+def test_optional_columns_may_be_absent_from_some_sources_but_not_all(tmp_path: Path) -> None:
+    graded = write_jsonl(tmp_path / "g.jsonl", [{"text": f"g {i}", "label": i % 2, "grade": 3} for i in range(4)])
+    plain = write_jsonl(tmp_path / "p.jsonl", [{"text": f"p {i}", "label": i % 2} for i in range(4)])
+    cfg = DataConfig(positive_label=1, seeding_column="grade")
+    labelled, _ = load_labelled([graded, plain], cfg)
+    assert np.isnan(labelled.seeding[4:]).all() and (labelled.seeding[:4] == 0.75).all()
+    with pytest.raises(DataError, match="no column 'grade'"):
+        load_labelled([plain], cfg)

@@ -154,7 +154,10 @@ def test_refit_resets_calibration() -> None:
     model = small().fit(texts, y)
     model.set_calibration(2.0, -1.0, 0.3, "platt")
     model.fit(texts, y)
-    assert model.calibration_config() == {"calibration": {"method": "none", "a": 1.0, "b": 0.0}, "threshold": 0.5}
+    assert model.calibration_config() == {
+        "calibration": {"method": "none", "a": 1.0, "b": 0.0},
+        "threshold": 0.5,
+    }
 
 
 # -- seeding -----------------------------------------------------------------------------
@@ -165,7 +168,9 @@ def graded_corpus(n: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray]
     texts, y = toy_corpus(n, seed)
     rng = np.random.default_rng(seed)
     grades = rng.integers(0, 2, size=n) * 4
-    texts = [t + ("，闭眼入 must buy" if g == 4 else "，还行吧 it is ok") for t, g in zip(texts, grades)]
+    texts = [
+        t + ("，闭眼入 must buy" if g == 4 else "，还行吧 it is ok") for t, g in zip(texts, grades)
+    ]
     return texts, y, grades / 4.0
 
 
@@ -183,7 +188,13 @@ def test_seeding_falls_back_to_the_cue_prior_without_grades() -> None:
     texts, y = toy_corpus(30, seed=8)
     model = small().fit(texts, y)
     assert model.seeding_head_ == "cue_prior" and model.seeding_coef_ is None
-    probe = ["这个面霜真的推荐", "推荐！链接在评论区", "千万别买，拔草了", "今天天气不错", "用了一个月，感觉还行"]
+    probe = [
+        "这个面霜真的推荐",
+        "推荐！链接在评论区",
+        "千万别买，拔草了",
+        "今天天气不错",
+        "用了一个月，感觉还行",
+    ]
     np.testing.assert_array_equal(model.predict_seeding(probe), [0.75, 1.0, 0.0, 0.125, 0.5])
 
 
@@ -220,7 +231,10 @@ def test_save_load_round_trip_is_bit_identical(tmp_path: Path, graded: bool) -> 
     model.set_calibration(0.8, -0.3, 0.42, "platt")
     model.metrics_ = {"f1": 0.5}
     model.save_pretrained(tmp_path / "bundle")
-    for loaded in (LexicalModel.from_pretrained(tmp_path / "bundle"), load_estimator(tmp_path / "bundle")):
+    for loaded in (
+        LexicalModel.from_pretrained(tmp_path / "bundle"),
+        load_estimator(tmp_path / "bundle"),
+    ):
         assert isinstance(loaded, LexicalModel)
         a, b = model.predict_outputs(PROBE), loaded.predict_outputs(PROBE)
         assert np.array_equal(a.logits, b.logits) and np.array_equal(a.seeding, b.seeding)
@@ -231,7 +245,9 @@ def test_save_load_round_trip_is_bit_identical(tmp_path: Path, graded: bool) -> 
         assert np.array_equal(loaded.predict_proba(PROBE), model.predict_proba(PROBE))
         assert loaded.metrics_ == {"f1": 0.5}
     config = json.loads((tmp_path / "bundle" / CONFIG_FILE).read_text(encoding="utf-8"))
-    assert config["kind"] == "lexical" and config["seeding_head"] == ("ridge" if graded else "cue_prior")
+    assert config["kind"] == "lexical" and config["seeding_head"] == (
+        "ridge" if graded else "cue_prior"
+    )
     assert config["lexicon_version"] == model.lexicon_version_
 
 
@@ -266,7 +282,9 @@ def repack(src: Path, dst: Path, **changes: object) -> None:
     save_bundle(dst, config, copy)
 
 
-def test_weights_that_do_not_fit_the_settings_are_refused(tmp_path: Path, fitted: LexicalModel) -> None:
+def test_weights_that_do_not_fit_the_settings_are_refused(
+    tmp_path: Path, fitted: LexicalModel
+) -> None:
     fitted.save_pretrained(tmp_path / "b")
     repack(tmp_path / "b", tmp_path / "wide", n_features=2**15)
     with pytest.raises(BundleError, match=r"lexical\.safetensors: tensor char_idf"):
@@ -343,3 +361,25 @@ def test_warnings_are_clean_on_a_normal_fit() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         small().fit(texts, y)
+
+
+# -- real corpus ----------------------------------------------------------------------------
+
+ZHIHU = Path("/work/shared/data/zhihu16k")
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not (ZHIHU / "val.jsonl").is_file(), reason="zhihu16k corpus not available")
+def test_zhihu_subset_ranks_advertorials_well() -> None:
+    """A 3,000-post training subset must already rank val advertorials far above chance."""
+    from sklearn.metrics import roc_auc_score
+
+    def read(name: str) -> tuple[list[str], np.ndarray]:
+        with open(ZHIHU / name, encoding="utf-8") as fh:
+            rows = [json.loads(line) for line in fh]
+        return [r["text"] for r in rows], np.array([r["label"] for r in rows])
+
+    train, y_train = read("train.jsonl")
+    val, y_val = read("val.jsonl")
+    model = LexicalModel().fit(train[:3000], y_train[:3000])
+    assert roc_auc_score(y_val, model.predict_outputs(val).logits) > 0.93

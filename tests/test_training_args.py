@@ -76,7 +76,7 @@ def test_relative_paths_are_read_from_the_config_folder(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "a.yaml", YAML))
     folder = (tmp_path / "configs").resolve()
     assert config.data.train == [str(folder / "data" / "train.jsonl")]
-    assert config.data.validation == str(folder / "data" / "val.jsonl")
+    assert config.data.validation == [str(folder / "data" / "val.jsonl")]
     assert config.output == str(folder / "runs" / "out")
 
 
@@ -168,7 +168,7 @@ def test_data_must_be_named_once() -> None:
         config_from_dict({})
     with pytest.raises(ConfigError, match="either data.train or data.dataset"):
         config_from_dict({"data": {"train": ["a.jsonl"], "dataset": "ds"}})
-    with pytest.raises(ConfigError, match="negative_label equals data.positive_label"):
+    with pytest.raises(ConfigError, match="negative_label and data.positive_label share a value"):
         config_from_dict(
             {"data": {"train": ["a.jsonl"], "positive_label": 1, "negative_label": "1"}}
         )

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,13 @@ class PostModule(nn.Module):
         post_index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-post promotion logit and seeding; ``post_index`` maps windows to posts."""
-        pooled = self.embed(input_ids, attention_mask)
+        return self.pool_heads(self.embed(input_ids, attention_mask), post_index)
+
+    def pool_heads(
+        self, pooled: torch.Tensor, post_index: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Heads on window embeddings, merged per post; separate from :meth:`forward` so
+        training on cached embeddings (a frozen encoder) pools exactly as the model does."""
         if post_index is None:
             return self.heads(pooled)
         n_posts = int(post_index.max()) + 1
@@ -84,6 +91,20 @@ class PostModule(nn.Module):
             )
 
         return window_max(logits), window_max(seeding)
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode without autograd; afterwards every submodule gets back its own mode,
+    so a frozen encoder kept in eval mode during training stays so."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        with torch.inference_mode():
+            yield module
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def _special_ids(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -335,7 +356,8 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
         return merge_lora(self.module_)
 
     # -- inputs -----------------------------------------------------------------
-    def _windows(self, texts: Sequence[str]) -> Windows:
+    def windows(self, texts: Sequence[str]) -> Windows:
+        """Token-id windows of ``texts`` by the long-text strategy, with the post of each."""
         self._require_module()
         if isinstance(texts, str):
             raise TypeError("texts must be a list of strings, not a single string")
@@ -366,7 +388,7 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
 
     def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Model inputs for ``texts`` by the long-text strategy: input_ids, attention_mask, post_index."""
-        windows = self._windows(texts)
+        windows = self.windows(texts)
         if not windows.input_ids:
             raise ValueError("encode: no texts given")
         return self._collate(windows.input_ids, windows.post_index)
@@ -387,7 +409,7 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
         ``batch_size`` posts) so padding stays small, then put back in input order."""
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        windows = self._windows(texts)
+        windows = self.windows(texts)
         n = windows.n_posts
         logits = np.zeros(n, dtype=np.float32)
         seeding = np.zeros(n, dtype=np.float32)
@@ -396,22 +418,41 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
         per_post: list[list[list[int]]] = [[] for _ in range(n)]
         for row, post in zip(windows.input_ids, windows.post_index):
             per_post[post].append(row)
-        longest = [max(len(r) for r in rows) for rows in per_post]
-        order = sorted(range(n), key=longest.__getitem__)
-        module = self.module_
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.inference_mode():
-                for chunk in self._batches(order, per_post, longest, batch_size):
-                    rows = [r for post in chunk for r in per_post[post]]
-                    local = [j for j, post in enumerate(chunk) for _ in per_post[post]]
-                    out_logits, out_seeding = self.forward_batch(self._collate(rows, local))
-                    logits[chunk] = out_logits.float().cpu().numpy()
-                    seeding[chunk] = out_seeding.float().cpu().numpy()
-        finally:
-            module.train(was_training)
+        with eval_mode(self.module_):
+            for chunk, batch in self._sorted_batches(per_post, batch_size):
+                out_logits, out_seeding = self.forward_batch(batch)
+                logits[chunk] = out_logits.float().cpu().numpy()
+                seeding[chunk] = out_seeding.float().cpu().numpy()
         return ModelOutputs(logits=logits, seeding=seeding)
+
+    def embed_windows(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Pooled encoder output per token-id window (float32, CPU), batched like
+        :meth:`predict_outputs`: the features heads-only training computes once."""
+        self._require_module()
+        module = self.module_
+        out = torch.zeros(len(rows), int(module.encoder.config.hidden_size))
+        if not rows:
+            return out
+        device = next(module.parameters()).device
+        with eval_mode(module):
+            for chunk, batch in self._sorted_batches([[list(r)] for r in rows], None):
+                pooled = module.embed(
+                    batch["input_ids"].to(device), batch["attention_mask"].to(device)
+                )
+                out[chunk] = pooled.float().cpu()
+        return out
+
+    def _sorted_batches(
+        self, per_post: list[list[list[int]]], batch_size: int | None
+    ) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+        """Whole posts sorted by their longest window and batched by ``batch_tokens`` (or
+        ``batch_size`` posts), so padding stays small: (post numbers, collated batch)."""
+        longest = [max(len(r) for r in rows) for rows in per_post]
+        order = sorted(range(len(per_post)), key=longest.__getitem__)
+        for chunk in self._batches(order, per_post, longest, batch_size):
+            rows = [r for post in chunk for r in per_post[post]]
+            local = [j for j, post in enumerate(chunk) for _ in per_post[post]]
+            yield chunk, self._collate(rows, local)
 
     def _batches(
         self,

@@ -110,13 +110,27 @@ class LabelledData:
 
 @dataclass(frozen=True)
 class LabelMapping:
-    """Which raw label values mean `promotion` and `genuine` (compared case-insensitively)."""
+    """Which raw label values mean `promotion` and `genuine` (compared case-insensitively).
 
-    positive: str
-    negative: str | None = None
+    Several values per side let one recipe combine sources that spell labels
+    differently (zhihu16k's 1/0 beside the seed corpus's promotion/genuine).
+    """
+
+    positive: tuple[str, ...]
+    negative: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"positive_label": self.positive, "negative_label": self.negative}
+        return {"positive_label": _one_or_list(self.positive), "negative_label": _one_or_list(self.negative)}
+
+
+def _one_or_list(values: tuple[str, ...]) -> Any:
+    return None if not values else values[0] if len(values) == 1 else list(values)
+
+
+def _label_set(value: Any) -> tuple[str, ...]:
+    """The comparable keys of a label setting: one value or a list of values."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return tuple(k for k in (_label_key(v) for v in values) if k is not None)
 
 
 # --- reading ---------------------------------------------------------------------
@@ -155,12 +169,9 @@ def _missing_column(source: str, column: str, role: str, available: Sequence[str
     return DataError(f"{source}: no column {column!r} (data.{role}); available columns: {listed}")
 
 
-def _check_columns(
-    source: str, columns: Sequence[str], cfg: DataConfig, *, optional_too: bool
-) -> None:
-    required, optional = _wanted_columns(cfg)
-    wanted = {**required, **optional} if optional_too else required
-    for column, role in wanted.items():
+def _check_columns(source: str, columns: Sequence[str], cfg: DataConfig) -> None:
+    required, _ = _wanted_columns(cfg)
+    for column, role in required.items():
         if column not in columns:
             raise _missing_column(source, column, role, columns)
 
@@ -177,8 +188,9 @@ def _read_source(
     current: list[Any] = [None]
 
     def rows(check: Any) -> Iterator[Any]:
-        def on_header(columns: Sequence[str], optional_too: bool = True) -> None:
-            _check_columns(source, columns, cfg, optional_too=optional_too)
+        def on_header(columns: Sequence[str]) -> None:
+            # optional columns (seeding, id, groups) may be absent from some sources
+            _check_columns(source, columns, cfg)
             try:
                 check(columns)
             except RecordError as exc:
@@ -188,7 +200,7 @@ def _read_source(
         for row in rows_factory(on_header if has_header else None):
             if not has_header and first and row.data is not None:
                 # JSON Lines has no header: the first row's fields must hold the required columns
-                on_header(list(row.data), optional_too=False)
+                on_header(list(row.data))
                 first = False
             if row.data is not None:
                 out.seen_columns.update(row.data)
@@ -211,11 +223,6 @@ def _read_source(
                 out.groups[name].append(data.get(name))
     except RecordError as exc:
         raise DataError(str(exc)) from exc
-    if not has_header:
-        _, optional = _wanted_columns(cfg)
-        for column, role in optional.items():
-            if out.texts and column not in out.seen_columns:
-                raise _missing_column(source, column, role, sorted(out.seen_columns))
     return out
 
 
@@ -323,13 +330,13 @@ def resolve_label_mapping(raw: _RawLabelled, cfg: DataConfig) -> LabelMapping:
     """Check a source's label column against positive/negative_label; infer the negative value."""
     column = cfg.label_column
     keys = _label_keys(raw, cfg)
-    positive = _label_key(cfg.positive_label)
-    negative = _label_key(cfg.negative_label) if cfg.negative_label is not None else None
+    positive = _label_set(cfg.positive_label)
+    negative = _label_set(cfg.negative_label) if cfg.negative_label is not None else ()
     values = _value_counts(raw.labels, keys)
-    if positive is None:
+    if not positive:
         raise DataError(f"data.positive_label is empty; column {column!r} holds {values}")
-    if negative is not None:
-        unknown = [i for i, k in enumerate(keys) if k not in (positive, negative)]
+    if negative:
+        unknown = [i for i, k in enumerate(keys) if k not in positive and k not in negative]
         if unknown:
             odd = _value_counts([raw.labels[i] for i in unknown], [keys[i] for i in unknown])
             raise DataError(
@@ -338,35 +345,35 @@ def resolve_label_mapping(raw: _RawLabelled, cfg: DataConfig) -> LabelMapping:
                 f"(e.g. {_rows_list(raw.where, unknown)}). All values with counts: {values}"
             )
         return LabelMapping(positive, negative)
-    if positive not in keys:
+    if not any(k in positive for k in keys):
         raise DataError(
             f"{raw.source}: positive_label {cfg.positive_label!r} does not occur in column {column!r}, "
             f"which holds {values}; set data.positive_label to the value that means promotion"
         )
-    others = sorted({k for k in keys if k != positive})
+    others = sorted({k for k in keys if k not in positive})
     if len(others) > 1:
         raise DataError(
-            f"{raw.source}: column {column!r} mixes {len(others) + 1} label values: {values}; "
+            f"{raw.source}: column {column!r} mixes {len(others) + len(positive)} label values: {values}; "
             f"positive_label is {cfg.positive_label!r} and no negative_label is set, so it is unclear which "
             "value means genuine. Set data.negative_label (e.g. --set data.negative_label=...) or clean the column"
         )
-    return LabelMapping(positive, others[0] if others else None)
+    return LabelMapping(positive, tuple(others))
 
 
 def _map_labels(raw: _RawLabelled, mapping: LabelMapping, cfg: DataConfig) -> np.ndarray:
     keys = _label_keys(raw, cfg)
-    allowed = {mapping.positive, mapping.negative}
+    allowed = {*mapping.positive, *mapping.negative}
     unknown = [i for i, k in enumerate(keys) if k not in allowed]
     if unknown:
         odd = _value_counts([raw.labels[i] for i in unknown], [keys[i] for i in unknown])
-        known = f"{mapping.positive!r} (promotion)" + (
-            f" and {mapping.negative!r} (genuine)" if mapping.negative else ""
+        known = f"{_one_or_list(mapping.positive)!r} (promotion)" + (
+            f" and {_one_or_list(mapping.negative)!r} (genuine)" if mapping.negative else ""
         )
         raise DataError(
             f"{raw.source}: column {cfg.label_column!r} has values outside {known}, the labels of the "
             f"training data: {odd} (e.g. {_rows_list(raw.where, unknown)})"
         )
-    return np.array([1 if k == mapping.positive else 0 for k in keys], dtype=np.int64)
+    return np.array([1 if k in mapping.positive else 0 for k in keys], dtype=np.int64)
 
 
 def _parse_grades(raw: _RawLabelled, cfg: DataConfig) -> np.ndarray:
@@ -440,6 +447,10 @@ def load_labelled(
             raise DataError(
                 f"{raw.source}: no rows; labelled data needs posts with a {cfg.label_column!r} column"
             )
+    _, optional = _wanted_columns(cfg)
+    for column, role in optional.items():
+        if not any(column in raw.seen_columns for raw in raws):
+            raise _missing_column(raws[0].source, column, role, sorted(raws[0].seen_columns))
     if mapping is None:
         combined = _RawLabelled(
             source=", ".join(r.source for r in raws),
@@ -565,8 +576,8 @@ class TrainingData:
             f"{len(tr):,} training rows{sub} from {', '.join(tr.sources)}: {tr.n_promotion:,} promotion, "
             f"{len(tr) - tr.n_promotion:,} genuine, {tr.n_graded:,} with a seeding grade. "
             f"Validation ({self.validation_from}): {len(va):,} rows, {va.n_promotion:,} promotion. "
-            f"Label {self.mapping.positive!r} = promotion"
-            + (f", {self.mapping.negative!r} = genuine." if self.mapping.negative else ".")
+            f"Label {_one_or_list(self.mapping.positive)!r} = promotion"
+            + (f", {_one_or_list(self.mapping.negative)!r} = genuine." if self.mapping.negative else ".")
         )
 
 

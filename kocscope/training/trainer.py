@@ -5,7 +5,12 @@ loop: AdamW over the trainable tensors only, linear warm-up then linear decay,
 BCE-with-logits for `promotion` (class weights or a class-balanced sampler)
 plus a masked seeding loss on the rows that carry a grade, evaluation on the
 validation rows every epoch (or every N steps) and early stopping on PR-AUC or
-loss; the best evaluated state is kept.
+loss; the best evaluated state is kept. With ``finetune="heads"`` the frozen
+encoder is a fixed feature extractor (eval mode, so no encoder dropout): the
+window embeddings are computed once (``embedding_cache``, stored under
+``<output>/embedding_cache/`` for repeated runs and ``--resume``) and every
+epoch trains the heads on them, the same model as running the encoder per
+batch, at a fraction of the cost.
 
 Checkpoints (``<output>/checkpoint/``) are written at every evaluation (and
 every ``checkpoint_every_steps``): the trainable tensors, the best tensors, the
@@ -77,6 +82,7 @@ __all__ = [
 ]
 
 CHECKPOINT_DIR = "checkpoint"
+EMBEDDING_CACHE_DIR = "embedding_cache"
 CHECKPOINT_FORMAT = 1
 STATE_FILE = "state.json"
 MODEL_DIR = "model"
@@ -117,6 +123,7 @@ class FitOutcome:
     resumed_from_step: int | None = None
     device: str = "cpu"
     history: list[dict[str, Any]] = field(default_factory=list)
+    embedding_cache: dict[str, Any] | None = None  # per split: windows, tokens, seconds
 
 
 @dataclass
@@ -516,12 +523,11 @@ def _epoch_order(n: int, y: np.ndarray, epoch: int, seed: int, sampling: bool) -
 
 
 def _validation_scores(
-    estimator: Any, val: LabelledData, seeding_weight: float
+    out: ModelOutputs, val: LabelledData, seeding_weight: float
 ) -> dict[str, float | None]:
     """Unweighted validation loss and PR-AUC of the raw logits (the early-stopping signals)."""
     from sklearn.metrics import average_precision_score
 
-    out = estimator.predict_outputs(val.texts)
     logits = out.logits.astype(np.float64)
     y = val.y.astype(np.float64)
     loss = float(np.mean(np.logaddexp(0.0, logits) - y * logits))
@@ -563,13 +569,12 @@ def _progress_bar(total: int, enabled: bool) -> Any:
 
 
 def _batch_loss(
-    estimator: Any, batch: Any, y: Any, grades: Any, tr: TrainingConfig, pos_weight: Any
+    logits: Any, seeding: Any, y: Any, grades: Any, tr: TrainingConfig, pos_weight: Any
 ) -> Any:
     """BCE-with-logits on `promotion` plus the weighted seeding loss on the rows with a grade."""
     import torch
     import torch.nn.functional as F
 
-    logits, seeding = estimator.forward_batch(batch)
     y, grades = y.to(logits.device), grades.to(logits.device)
     loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
     graded = torch.isfinite(grades)
@@ -593,6 +598,8 @@ def _train_transformer(
     resume: bool,
     progress: bool,
     log: Log,
+    cache_embeddings: bool | None = None,
+    cache_dir: Path | None = None,
 ) -> FitOutcome:
     import torch
 
@@ -610,6 +617,13 @@ def _train_transformer(
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model.settings: {exc}") from exc
     module = estimator.module_.to(device)
+    frozen = estimator.finetune == "heads"
+    if cache_embeddings is None:
+        cache_embeddings = frozen
+    elif cache_embeddings and not frozen:
+        raise ConfigError(
+            f"cached embeddings need a frozen encoder (finetune='heads'), not finetune={estimator.finetune!r}"
+        )
     params = list(estimator.trainable_parameters())
     name_of = {id(p): n for n, p in module.named_parameters()}
     names = [name_of[id(p)] for p in params]
@@ -636,6 +650,31 @@ def _train_transformer(
     higher_is_better = tr.early_stopping_metric == "pr_auc"
     metric_key = "val_pr_auc" if higher_is_better else "val_loss"
     fingerprint = {**_config_fingerprint(config), "data_sha256": _data_fingerprint(train_data, val)}
+
+    cache_info: dict[str, Any] | None = None
+    if cache_embeddings:
+        from kocscope.training.embedding_cache import EmbeddingStore, embed_posts
+
+        store = EmbeddingStore(cache_dir, estimator.base_encoder_fingerprint_, log)
+        train_emb, train_info = embed_posts(
+            estimator, train_data.texts, store, log=log, what="train"
+        )
+        val_emb, val_info = embed_posts(estimator, val.texts, store, log=log, what="validation")
+        cache_info = {"train": train_info, "validation": val_info}
+        train_emb, val_emb = train_emb.to(device), val_emb.to(device)
+
+        def forward(idx: list[int]) -> Any:
+            return module.pool_heads(*train_emb.batch(idx))
+
+        def val_outputs() -> ModelOutputs:
+            return val_emb.outputs(module)
+    else:
+
+        def forward(idx: list[int]) -> Any:
+            return estimator.forward_batch(estimator.encode([train_data.texts[i] for i in idx]))
+
+        def val_outputs() -> ModelOutputs:
+            return estimator.predict_outputs(val.texts)
 
     loop = _LoopState()
     best: dict[str, Any] | None = None
@@ -667,7 +706,7 @@ def _train_transformer(
     def evaluate_now(train_loss: float | None) -> bool:
         """Score validation, track the best state; True when early stopping says stop."""
         nonlocal best
-        scores = _validation_scores(estimator, val, tr.seeding_weight)
+        scores = _validation_scores(val_outputs(), val, tr.seeding_weight)
         value = scores[metric_key]
         improved = value is not None and (
             loop.best_metric is None
@@ -696,6 +735,8 @@ def _train_transformer(
         return tr.early_stopping_patience > 0 and loop.bad_evals >= tr.early_stopping_patience
 
     module.train()
+    if frozen:  # a fixed feature extractor, exactly what the embedding cache holds
+        module.encoder.eval()
     started = time.perf_counter()
     first_step = loop.step
     with _progress_bar(total, progress and not loop.finished) as bar:
@@ -714,8 +755,7 @@ def _train_transformer(
                 lr = tr.lr * _lr_factor(loop.step, total, warmup)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                batch = estimator.encode([train_data.texts[i] for i in idx])
-                loss = _batch_loss(estimator, batch, targets[idx], grades[idx], tr, pos_weight)
+                loss = _batch_loss(*forward(idx), targets[idx], grades[idx], tr, pos_weight)
                 if not bool(torch.isfinite(loss)):
                     raise TrainingError(
                         f"the training loss is {float(loss)} at step {loop.step + 1}; lower training.lr "
@@ -779,6 +819,7 @@ def _train_transformer(
         resumed_from_step=resumed_from,
         device=str(device),
         history=loop.history,
+        embedding_cache=cache_info,
     )
 
 
@@ -791,8 +832,14 @@ def fit_estimator(
     resume: bool = False,
     progress: bool = False,
     log: Log = no_log,
+    cache_embeddings: bool | None = None,
+    cache_dir: Path | None = None,
 ) -> FitOutcome:
-    """Train the configured model kind; ``val`` drives early stopping (transformer only)."""
+    """Train the configured model kind; ``val`` drives early stopping (transformer only).
+
+    ``cache_embeddings`` (default: when ``finetune="heads"``) trains the heads on
+    window embeddings computed once, kept on disk under ``cache_dir`` if given.
+    """
     lexical = config.model.kind == "lexical"
     estimator = make_estimator(
         config.model.kind, _lexical_settings(config) if lexical else dict(config.model.settings)
@@ -808,6 +855,8 @@ def fit_estimator(
         resume=resume,
         progress=progress,
         log=log,
+        cache_embeddings=cache_embeddings,
+        cache_dir=cache_dir,
     )
 
 
@@ -929,6 +978,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             resume=resume and config.model.kind != "lexical",
             progress=progress,
             log=log,
+            cache_dir=out / EMBEDDING_CACHE_DIR,
         )
         timings["train"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -957,6 +1007,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         "stopped_early": fit.stopped_early,
         "resumed_from_step": fit.resumed_from_step,
         "history": fit.history,
+        "embedding_cache": fit.embedding_cache,
         "threshold_choice": choice.to_dict(),
         "data": data.describe(),
         "metrics_note": "calibration, threshold and metrics all use the validation rows: optimistic estimates",

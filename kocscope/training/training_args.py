@@ -44,14 +44,14 @@ class DataConfig:
     """Where the labelled posts are and what their columns mean."""
 
     train: list[str] = field(default_factory=list)  # JSONL / CSV / Parquet files, concatenated
-    validation: str | None = None  # a file; without it a stratified split of train is held out
+    validation: list[str] = field(default_factory=list)  # files; without them a stratified split of train is held out
     dataset: str | None = None  # a `datasets` folder (save_to_disk), or a hub name (needs network)
     dataset_split: str = "train"
     dataset_validation_split: str | None = None
     text_column: str = "text"
     label_column: str = "label"
-    positive_label: Any = "promotion"  # the value meaning `promotion` ("yes", 1, "deceptive" ...)
-    negative_label: Any = None  # None: the one other value in the column
+    positive_label: Any = "promotion"  # the value(s) meaning `promotion` ("yes", 1, [1, "promotion"] ...)
+    negative_label: Any = None  # value(s) meaning `genuine`; None: the one other value in the column
     seeding_column: str | None = None  # 0-4 grades; rows without one do not train that head
     id_column: str | None = None  # None: `id` when present, else ids are generated
     group_columns: list[str] = field(default_factory=list)  # evaluation slices, e.g. topic
@@ -402,9 +402,7 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         for key in _FILE_KEYS:
             value = data.get(key)
             if isinstance(value, str):
-                data[key] = (
-                    _absolute(value, base_dir) if key != "train" else [_absolute(value, base_dir)]
-                )
+                data[key] = [_absolute(value, base_dir)]
             elif isinstance(value, list):
                 data[key] = [_absolute(v, base_dir) if isinstance(v, str) else v for v in value]
         dataset = data.get("dataset")
@@ -447,9 +445,13 @@ def _validate(config: TrainConfig, where: str) -> None:
         raise ConfigError(
             f"{where}: give either data.validation or data.dataset_validation_split, not both"
         )
-    if data.negative_label is not None and str(data.negative_label) == str(data.positive_label):
+    def as_set(value: Any) -> set[str]:
+        return {str(v) for v in (value if isinstance(value, (list, tuple)) else [value])}
+
+    if data.negative_label is not None and as_set(data.negative_label) & as_set(data.positive_label):
         raise ConfigError(
-            f"{where}: data.negative_label equals data.positive_label ({data.positive_label!r})"
+            f"{where}: data.negative_label and data.positive_label share a value "
+            f"({sorted(as_set(data.negative_label) & as_set(data.positive_label))})"
         )
     if not 0.0 < split.val_fraction < 1.0:
         raise ConfigError(
