@@ -4,7 +4,8 @@ Fits a model on the first --fit-rows train posts (scoring cost does not depend
 on how many rows trained it), saves and reloads it, then scores in a fresh
 subprocess per measurement so each peak RSS is that run's own:
 
-* posts of median Zhihu length (within 10% of the median), per word_tokens mode;
+* posts of median Zhihu length (within 10% of the median, repeated to 10k rows),
+  per word_tokens mode;
 * the whole train split (its real length mix);
 * 10k and 100k rows (train texts repeated) to show how time and memory scale.
 
@@ -129,7 +130,7 @@ def main() -> None:
         for mode in ("non_chinese", "all", "none"):
             bundle = Path(tmp) / mode
             LexicalModel(word_tokens=mode).fit(texts, y).save_pretrained(bundle)
-            runs.append((f"median-length posts, word_tokens={mode}", bundle, "median", 0))
+            runs.append((f"median-length posts, word_tokens={mode}", bundle, "median", 10_000))
         default = Path(tmp) / "non_chinese"
         runs += [
             ("train split as is, word_tokens=non_chinese", default, "all", 0),

@@ -75,7 +75,10 @@ def figures(
     a, b = fit_platt(z, y)
     a_oof, b_oof = fit_platt(z_oof, y_oof)
     buckets = np.array([length_bucket(n) for n in lengths])
+    oof = classification_metrics(y_oof, sigmoid(z_oof))
     return {
+        "oof_roc_auc": oof["roc_auc"],
+        "oof_pr_auc": oof["pr_auc"],
         "roc_auc": at_cv["roc_auc"],
         "pr_auc": at_cv["pr_auc"],
         "f1_cv": at_cv["f1"],
@@ -147,6 +150,11 @@ def fit_stage(args: argparse.Namespace) -> None:
         store = EmbeddingStore(cache, fit.estimator.base_encoder_fingerprint_)
         embeddings, _ = embed_posts(fit.estimator, val.texts, store)
         z_val = embeddings.outputs(fit.estimator.module_).logits
+        # the cache must score like the model itself: check a few posts through predict_outputs
+        probe = [int(i) for i in np.linspace(0, len(val) - 1, 16)]
+        direct = fit.estimator.predict_outputs([val.texts[i] for i in probe]).logits
+        gap = float(np.max(np.abs(direct - z_val[probe])))
+        print(f"max |predict_outputs - cached| logit gap on {len(probe)} val posts: {gap:.2e}")
 
         def fold(fit_idx: np.ndarray, held_idx: np.ndarray) -> np.ndarray:
             part, held = train.subset(fit_idx), train.subset(held_idx)
@@ -173,6 +181,7 @@ def fit_stage(args: argparse.Namespace) -> None:
             "cv_folds": round(cv_seconds, 1),
         },
         "peak_memory_mb": round(peak_memory_mb(), 1),
+        "cache_vs_predict_outputs_max_gap": gap,
         "figures": figures(val.y, z_val, train.y, z_oof, np.array([len(t) for t in val.texts])),
     }
     args.work.mkdir(parents=True, exist_ok=True)
@@ -230,7 +239,7 @@ def row(name: str, rows: int, fig: dict[str, Any], note: str) -> str:
         f"| {name} | {rows} | {fmt(fig['roc_auc'])} | {fmt(fig['pr_auc'])} | "
         f"{fmt(fig['f1_cv'])} ({fmt(fig['precision_cv'])}/{fmt(fig['recall_cv'])}) | "
         f"{fmt(fig['f1_val_best'])} | {fmt(fig['ece_platt_val'])} | {fmt(fig['ece_platt_oof'])} | "
-        f"{buckets} | {note} |"
+        f"{buckets} | {fmt(fig['oof_pr_auc'])} | {note} |"
     )
 
 
@@ -249,8 +258,8 @@ def compare_stage(args: argparse.Namespace) -> None:
         "| model | train rows | ROC-AUC | PR-AUC | F1 @ cv (P/R) | F1 @ val-best | "
         "ECE Platt@val | ECE Platt@oof | F1 @ cv by length "
         + " / ".join(LENGTH_BUCKETS)
-        + " | time |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        + " | train out-of-fold PR-AUC | time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     # the text models on all train rows, and on the transformer runs' subsample (same rows)
     parts = [("", train)]
@@ -278,9 +287,10 @@ def compare_stage(args: argparse.Namespace) -> None:
             f"embed {s['embed']:.0f}s + heads {s['heads']:.0f}s (+ cv {s['cv_folds']:.0f}s), "
             f"peak {run['peak_memory_mb']:.0f} MB"
         )
-        lines.append(row(f"transformer {run['tag']}", run["train_rows"], run["figures"], note))
         rows = np.array([position[i] for i in tr["train_ids"]])
         y_oof = y[rows]
+        fig = figures(y_val, tr["z_val"], y_oof, tr["z_oof"], lengths)
+        lines.append(row(f"transformer {run['tag']}", run["train_rows"], fig, note))
         pair_oof = np.column_stack([tr["z_oof"], lex["z_oof"][rows]])
         pair_val = np.column_stack([tr["z_val"], lex["z_val"]])
         # mean of the two Platt-calibrated probabilities (Platt fitted on out-of-fold train logits)

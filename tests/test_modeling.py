@@ -12,6 +12,8 @@ from kocscope.models.long_text import STRATEGIES
 from kocscope.models.lora import LoRALinear
 from kocscope.models.modeling import TransformerPostModel
 
+import tiny_models  # tests/ is on sys.path under pytest
+
 PROMO_WORDS = ["buy", "link", "code", "discount", "sponsored", "ad", "now", "coupon"]
 GENUINE_WORDS = ["i", "my", "tried", "honest", "meh", "love", "week", "returned"]
 PRODUCTS = ["cream", "phone", "shoes", "coffee", "book", "lamp"]
@@ -21,37 +23,7 @@ VOCAB = ["<s>", "<pad>", "</s>", "<unk>", "query", ":", *PROMO_WORDS, *GENUINE_W
 
 
 def build_tiny_encoder(path: Path, seed: int = 0, **config: int) -> Path:
-    """A random 2-layer BERT plus a word-level fast tokenizer (XLM-R style <s> $A </s>) in ``path``."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(VOCAB)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
-    )
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        cls_token="<s>",
-        sep_token="</s>",
-    ).save_pretrained(str(path))
-    settings = {
-        "vocab_size": len(VOCAB),
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-        "max_position_embeddings": 64,
-        "pad_token_id": 1,
-        **config,
-    }
-    torch.manual_seed(seed)
-    BertModel(BertConfig(**settings), add_pooling_layer=False).save_pretrained(str(path))
-    return path
+    return tiny_models.build_tiny_encoder(path, VOCAB, seed, **config)
 
 
 @pytest.fixture(scope="session")

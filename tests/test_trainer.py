@@ -27,6 +27,8 @@ from kocscope.training.trainer import (
 )
 from kocscope.training.training_args import ConfigError, TrainConfig, config_from_dict
 
+import tiny_models  # tests/ is on sys.path under pytest
+
 PROMO = ["buy", "link", "code", "discount", "sponsored", "coupon", "gifted", "deal"]
 GENUINE = ["i", "my", "tried", "honest", "meh", "love", "week", "returned"]
 FILLER = [f"w{i}" for i in range(40)]
@@ -35,34 +37,7 @@ VOCAB = SPECIALS + PROMO + GENUINE + FILLER
 
 
 def build_tiny_encoder(path: Path) -> str:
-    """A random BERT plus a whitespace word-level fast tokenizer with an <s> $A </s> template."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(VOCAB)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
-    )
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-    ).save_pretrained(str(path))
-    config = BertConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        pad_token_id=1,
-    )
-    torch.manual_seed(0)
-    BertModel(config, add_pooling_layer=False).save_pretrained(str(path))
-    return str(path)
+    return str(tiny_models.build_tiny_encoder(path, VOCAB, hidden_size=16, intermediate_size=32))
 
 
 @pytest.fixture(scope="session")

@@ -67,6 +67,7 @@ def save_bundle(
 
             card = render_card(full)
         (tmp / CARD_FILE).write_text(card, encoding="utf-8")
+        _readable_by_all(tmp)
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         manifest = {"format": BUNDLE_FORMAT, "files": files}
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
@@ -75,6 +76,16 @@ def save_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _readable_by_all(folder: Path) -> None:
+    """mkdtemp and some writers create 0700/0600; a bundle is shared data, so honour the umask instead."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for path in folder.iterdir():
+        if path.is_file():
+            os.chmod(path, 0o666 & ~umask)
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

@@ -18,7 +18,7 @@ Features, all stateless apart from the IDF weights learned in ``fit``:
   words. Measured on Zhihu (benchmarks/zhihu_lexical.py, bench_lexical.py):
   jieba words ("all") gave no gain beyond noise over character 1-3-grams on val
   (ROC-AUC 0.979 vs 0.975, F1 0.78 vs 0.79) yet cut scoring of median-length
-  posts from ~5,200 to ~1,700 posts/s on one core;
+  posts from ~5,500 to ~1,900 posts/s on one core;
 * cue features from :func:`kocscope.data.cues.find_cues`: per category
   log(1 + count) and whether a cue starts in the last ``tail_fraction`` of the
   text, plus log length as one feature among many (length is a strong confound
