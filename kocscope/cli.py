@@ -437,6 +437,7 @@ def score_command(
     explain: bool = typer.Option(False, "--explain", help="Add matched cues and the sentence that drove each decision."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Posts per model batch (default: the model's own token budget)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the model (default: torch's choice)."),
+    device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N; the lexical model always uses the CPU."),
     on_error: str = typer.Option("skip", "--on-error", help="skip: bad rows go to the rejects file and are counted. raise: stop at the first bad row (exit 1)."),
     rejects: Optional[Path] = typer.Option(None, "--rejects", help="Rejects file (.jsonl); default <output>.rejects.jsonl."),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Column holding the post text (default: text)."),
@@ -468,7 +469,7 @@ def score_command(
     columns = {k: v for k, v in (("text", text_column), ("id", id_column), ("author_id", author_column)) if v}
     try:
         set_threads(threads)
-        model = load_model(model_path)
+        model = load_model(model_path, device=device)
         total = sum(count_rows(name) or 0 for name in files) if "-" not in files else None
         with progress_bar(quiet=json_output or output == "-", total=total, unit="posts") as advance:
             summary = score_files(

@@ -232,3 +232,19 @@ def test_cli_score_summary_and_exit_codes(tmp_path: Path, bundle: Path) -> None:
     assert result.exit_code == 2 and "unknown file type" in result.output
     result = runner.invoke(app, ["score", str(src), "-o", str(out), "--model", str(tmp_path)])
     assert result.exit_code == 2 and "manifest" in result.output
+
+
+def test_stdout_output_still_writes_named_rejects(tmp_path: Path, bundle: Path) -> None:
+    src = posts_file(tmp_path, n=30, broken=True)
+    rejects = tmp_path / "rej.jsonl"
+    result = CliRunner().invoke(
+        app, ["score", str(src), "-o", "-", "--model", str(bundle), "--rejects", str(rejects)]
+    )
+    assert result.exit_code == 0, result.output
+    assert len([line for line in result.stdout.splitlines() if line.startswith("{")]) == 27
+    assert [r["line"] for r in read_jsonl(rejects)] == [4, 11, 21]
+
+
+def test_no_rejects_file_when_nothing_was_rejected(tmp_path: Path, model: KocscopeModel) -> None:
+    summary = score_files([posts_file(tmp_path, n=5)], tmp_path / "s.jsonl", model=model, on_error="skip")
+    assert summary.rejects is None and not (tmp_path / "s.jsonl.rejects.jsonl").exists()

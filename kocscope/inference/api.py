@@ -158,11 +158,13 @@ def _cues(text: str) -> list[dict[str, Any]]:
     ]
 
 
-def load_model(path: str | os.PathLike[str] | None = None) -> KocscopeModel:
+def load_model(path: str | os.PathLike[str] | None = None, *, device: str | None = None) -> KocscopeModel:
     """Load a bundle directory, or the shipped default model when ``path`` is None.
 
     The bundle's manifest is verified before anything in it is parsed; nothing
-    is unpickled and no code from the bundle runs.
+    is unpickled and no code from the bundle runs. ``device`` ("cpu", "cuda",
+    "cuda:1", or "auto" for a GPU when there is one) places a transformer; the
+    lexical model always runs on the CPU.
     """
     from kocscope.models.bundle import BundleError, load_estimator
 
@@ -171,4 +173,15 @@ def load_model(path: str | os.PathLike[str] | None = None) -> KocscopeModel:
         raise BundleError(
             f"no default model is installed at {target}; pass a bundle directory (kocscope train writes one)"
         )
-    return KocscopeModel(load_estimator(target), target)
+    estimator = load_estimator(target)
+    module = getattr(estimator, "module_", None)
+    if device and module is not None:
+        import torch
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            module.to(torch.device(device))
+        except RuntimeError as exc:  # unknown device string, or CUDA asked for on a machine without it
+            raise ValueError(f"cannot use device {device!r}: {exc}") from None
+    return KocscopeModel(estimator, target)

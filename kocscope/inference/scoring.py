@@ -219,7 +219,8 @@ def score_files(
         if work is not None:
             sink: _Sink = _WorkSink(work, state, key, rejects_path is not None)
         else:
-            sink = _StdoutSink(stack.enter_context(RecordWriter(STDIO)))
+            rejects_out = stack.enter_context(RecordWriter(rejects_path)) if rejects_path else None
+            sink = _StdoutSink(stack.enter_context(RecordWriter(STDIO)), rejects_out)
         stack.callback(sink.close)
         first_file, first_row = state["file"], state["row"]
         if first_row and on_progress:
@@ -253,7 +254,9 @@ def score_files(
                 if on_progress:
                     on_progress(len(chunk))
     if work is not None:
-        _commit(work, rejects_path)
+        _commit(work, rejects_path if summary.rejected else None)
+    if not summary.rejected:
+        summary.rejects = None
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -268,14 +271,17 @@ class _Sink:
 
 
 class _StdoutSink(_Sink):
-    """Streams to stdout; rejects are only counted (stdout carries scored rows only)."""
+    """Streams scored rows to stdout; rejects go to the rejects file when one is named."""
 
-    def __init__(self, writer: RecordWriter) -> None:
-        self.writer = writer
+    def __init__(self, writer: RecordWriter, rejects: RecordWriter | None) -> None:
+        self.writer, self.rejects = writer, rejects
 
     def write(self, rows, rejects, file, row, summary) -> None:  # type: ignore[override]
         for record in rows:
             self.writer.write(record)
+        if self.rejects is not None:
+            for record in rejects:
+                self.rejects.write(record)
 
 
 class _WorkSink(_Sink):
