@@ -100,7 +100,7 @@ def run_child(bundle: Path, data: Path, which: str, rows: int, batch_size: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data/zhihu16k"))
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/zhihu16k")
     parser.add_argument("--fit-rows", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from kocscope.data import cues as cues_module
 from kocscope.data.cues import CUE_CATEGORIES, Cue, Lexicon, find_cues, load_lexicon
 from kocscope.data.text import normalize
+from paths import ZHIHU  # tests/ is on sys.path under pytest
 
 LEXICON_FILE = resources.files("kocscope.data") / "resources" / "cues.json"
 LEXICON_DATA = json.loads(LEXICON_FILE.read_text(encoding="utf-8"))
@@ -347,7 +348,7 @@ def test_custom_lexicon_guards() -> None:
     assert hits("品牌寄的信") == []
 
 
-ZHIHU_VAL = Path("/work/shared/data/zhihu16k/val.jsonl")
+ZHIHU_VAL = ZHIHU / "val.jsonl"
 
 
 @pytest.mark.integration

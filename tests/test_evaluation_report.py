@@ -17,6 +17,7 @@ from kocscope.training.calibration import choose_threshold, fit_calibration
 from kocscope.training.evaluation import OTHER_VALUES, EvaluationResult, evaluate
 from kocscope.training.metrics import classification_metrics, expected_calibration_error
 from kocscope.training.report import write_report
+from paths import ZHIHU  # tests/ is on sys.path under pytest
 
 NAN = float("nan")
 
@@ -269,7 +270,6 @@ def test_report_overwrites_in_place(report_dir, tmp_path):
     assert {p.name for p in out.iterdir()} == set(files)
 
 
-ZHIHU = Path("/work/shared/data/zhihu16k")
 
 
 @pytest.mark.integration

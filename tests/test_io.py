@@ -30,6 +30,7 @@ from kocscope.data.io import (
     write_records,
 )
 from kocscope.data.records import Post, RecordError, SchemaError
+from paths import ZHIHU  # tests/ is on sys.path under pytest
 
 TRICKY = [
     {
@@ -697,7 +698,7 @@ def test_csv_accounts_for_every_row(tmp_path, body):
 
 
 # -- the real corpus ----------------
-ZHIHU_VAL = "/work/shared/data/zhihu16k/val.jsonl"
+ZHIHU_VAL = str(ZHIHU / "val.jsonl")
 
 
 @pytest.mark.integration

@@ -21,6 +21,7 @@ from kocscope.models.lexical import (
     cue_prior_seeding,
     dense_feature_names,
 )
+from paths import ZHIHU  # tests/ is on sys.path under pytest
 
 # Class-specific phrases; fillers are shared, so the model must find the phrases.
 PROMO = [
@@ -365,7 +366,6 @@ def test_warnings_are_clean_on_a_normal_fit() -> None:
 
 # -- real corpus ----------------------------------------------------------------------------
 
-ZHIHU = Path("/work/shared/data/zhihu16k")
 
 
 @pytest.mark.integration

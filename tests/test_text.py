@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kocscope.data.text import LANGS, detect_lang, normalize
+from paths import ZHIHU  # tests/ is on sys.path under pytest
 
 # -- normalize: examples -----------------------------------------------------
 
@@ -141,7 +142,7 @@ def test_detect_lang_never_raises(text: str) -> None:
     assert detect_lang(text) in LANGS
 
 
-ZHIHU_VAL = Path("/work/shared/data/zhihu16k/val.jsonl")
+ZHIHU_VAL = ZHIHU / "val.jsonl"
 
 
 @pytest.mark.integration

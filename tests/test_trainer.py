@@ -28,6 +28,7 @@ from kocscope.training.trainer import (
 from kocscope.training.training_args import ConfigError, TrainConfig, config_from_dict
 
 import tiny_models  # tests/ is on sys.path under pytest
+from paths import ZHIHU  # tests/ is on sys.path under pytest
 
 PROMO = ["buy", "link", "code", "discount", "sponsored", "coupon", "gifted", "deal"]
 GENUINE = ["i", "my", "tried", "honest", "meh", "love", "week", "returned"]
@@ -378,7 +379,6 @@ def test_lexical_class_imbalance_settings(tmp_path: Path) -> None:
 
 # --- real corpus and real encoder (integration) ----------------------------------------------------
 
-ZHIHU = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zhihu16k"
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "train_config.yaml"
 
 
