@@ -42,6 +42,22 @@ def fail(message: str, code: int = EXIT_USAGE) -> "typer.Exit":
     return typer.Exit(code)
 
 
+@contextmanager
+def exit_codes() -> Iterator[None]:
+    """The library's exceptions as one-line errors with the documented exit codes."""
+    from kocscope.data.records import RecordError, SchemaError
+    from kocscope.models.bundle import BundleError
+
+    try:
+        yield
+    except SchemaError as exc:  # columns that do not fit the options: a usage error
+        raise fail(str(exc), EXIT_USAGE) from None
+    except RecordError as exc:
+        raise fail(str(exc), EXIT_DATA) from None
+    except (BundleError, OSError, ValueError) as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+
+
 @app.command()
 def version(json_output: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Print kocscope, torch and transformers versions and the compute device."""
@@ -184,11 +200,10 @@ def inspect_command(
     2  missing file, unknown file type or encoding, columns that do not fit --*-column
     """
     from kocscope.data.io import read_posts, summarize_posts
-    from kocscope.data.records import RecordError, SchemaError
 
     if on_error not in ("skip", "raise"):
         raise fail(f"--on-error must be 'skip' or 'raise', got {on_error!r}")
-    try:
+    with exit_codes():
         reader = read_posts(
             file,
             encoding=encoding,
@@ -199,12 +214,6 @@ def inspect_command(
             author_column=author_column,
         )
         summary = summarize_posts(reader)
-    except SchemaError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
-    except RecordError as exc:
-        raise fail(str(exc), EXIT_DATA) from None
-    except (OSError, ValueError) as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
     if json_output:
         typer.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
         return
@@ -458,16 +467,14 @@ def score_command(
     Exit codes: 0 done (rejected rows are counted, not fatal, under skip);
     1 a bad row under --on-error raise, or a data error; 2 usage errors.
     """
-    from kocscope.data.records import RecordError, SchemaError
     from kocscope.inference.api import load_model
     from kocscope.inference.scoring import count_rows, score_files
-    from kocscope.models.bundle import BundleError
 
     if on_error not in ("skip", "raise"):
         raise fail(f"--on-error must be 'skip' or 'raise', got {on_error!r}")
     files = expand_inputs(inputs)
     columns = {k: v for k, v in (("text", text_column), ("id", id_column), ("author_id", author_column)) if v}
-    try:
+    with exit_codes():
         set_threads(threads)
         model = load_model(model_path, device=device)
         total = sum(count_rows(name) or 0 for name in files) if "-" not in files else None
@@ -476,14 +483,6 @@ def score_command(
                 files, output, model=model, batch_size=batch_size, explain=explain, on_error=on_error,
                 rejects_path=rejects, column_map=columns, encoding=encoding, resume=resume, on_progress=advance,
             )
-    except SchemaError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
-    except RecordError as exc:
-        raise fail(str(exc), EXIT_DATA) from None
-    except BundleError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
-    except (OSError, ValueError) as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
     if json_output:
         typer.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
         return

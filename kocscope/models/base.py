@@ -44,6 +44,11 @@ class PostEstimator:
     def predict_outputs(self, texts: Sequence[str], batch_size: int | None = None) -> ModelOutputs:
         raise NotImplementedError
 
+    def _need(self, ok: bool, what: str) -> None:
+        """A settings check: every kind reports a bad parameter the same way."""
+        if not ok:
+            raise ValueError(f"{type(self).__name__}: {what}")
+
     # -- calibration state -------------------------------------------------
     def _calibration(self) -> tuple[float, float]:
         cal = getattr(self, "calibration_", None) or {}

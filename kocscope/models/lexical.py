@@ -223,9 +223,7 @@ class LexicalModel(PostEstimator, BaseEstimator):
 
     # -- settings -------------------------------------------------------------
     def _check_params(self) -> None:
-        def need(ok: bool, what: str) -> None:
-            if not ok:
-                raise ValueError(f"LexicalModel: {what}")
+        need = self._need
 
         rng = self.ngram_range
         need(

@@ -203,9 +203,7 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
 
     # -- building ---------------------------------------------------------------
     def _check_params(self) -> None:
-        def need(ok: bool, what: str) -> None:
-            if not ok:
-                raise ValueError(f"TransformerPostModel: {what}")
+        need = self._need
 
         need(
             isinstance(self.base_encoder, str) and bool(self.base_encoder),
