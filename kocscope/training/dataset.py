@@ -573,12 +573,19 @@ class TrainingData:
             else ""
         )
         return (
-            f"{len(tr):,} training rows{sub} from {', '.join(tr.sources)}: {tr.n_promotion:,} promotion, "
+            f"{len(tr):,} training rows{sub} from {', '.join(map(_short_name, tr.sources))}: "
+            f"{tr.n_promotion:,} promotion, "
             f"{len(tr) - tr.n_promotion:,} genuine, {tr.n_graded:,} with a seeding grade. "
             f"Validation ({self.validation_from}): {len(va):,} rows, {va.n_promotion:,} promotion. "
             f"Label {_one_or_list(self.mapping.positive)!r} = promotion"
             + (f", {_one_or_list(self.mapping.negative)!r} = genuine." if self.mapping.negative else ".")
         )
+
+
+def _short_name(source: str) -> str:
+    """Folder and file name: enough to tell sources apart in a model card, without the local path."""
+    path = Path(source)
+    return str(Path(path.parent.name) / path.name) if path.parent.name else path.name
 
 
 def _train_source(cfg: DataConfig) -> tuple[str | list[str], str | None]:
