@@ -207,3 +207,6 @@ def test_cache_needs_a_frozen_encoder(tmp_path: Path, tiny_encoder: str) -> None
     data = load_training_data(config)
     with pytest.raises(ConfigError, match="cached embeddings need a frozen encoder.*'lora'"):
         fit_estimator(config, data.train, data.validation, cache_embeddings=True)
+    config.training.cache_embeddings = True  # the config key asks the same as the argument
+    with pytest.raises(ConfigError, match="cached embeddings need a frozen encoder.*'lora'"):
+        fit_estimator(config, data.train, data.validation)

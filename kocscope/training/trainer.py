@@ -619,6 +619,8 @@ def _train_transformer(
     module = estimator.module_.to(device)
     frozen = estimator.finetune == "heads"
     if cache_embeddings is None:
+        cache_embeddings = config.training.cache_embeddings
+    if cache_embeddings is None:
         cache_embeddings = frozen
     elif cache_embeddings and not frozen:
         raise ConfigError(

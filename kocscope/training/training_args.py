@@ -96,6 +96,9 @@ class TrainingConfig:
     max_steps: int | None = None  # cap on optimizer steps; the lr schedule then ends there
     threads: int | None = None  # None: the number of physical cores
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # finetune=heads: embed each text once with the frozen encoder and train the
+    # heads on the cache (None = do so whenever the encoder is frozen)
+    cache_embeddings: bool | None = None
     seed: int = 13
 
 
