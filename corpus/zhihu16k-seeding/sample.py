@@ -4,7 +4,9 @@ Why stratify: the train split is 87 % normal posts and mostly short, so a plain 
 sample would hold few advertorials and few long posts; grading needs every label x topic x
 length cell represented. Only ids are written (the text stays in ../shared).
 
-Usage: python corpus/zhihu16k-seeding/sample.py [--write]
+Usage: python corpus/zhihu16k-seeding/sample.py [--write] [--grades]
+  --write   write the ids to sample_ids.txt
+  --grades  also print the grade distribution of grades.jsonl by label and length bucket
 """
 
 from __future__ import annotations
@@ -76,11 +78,47 @@ def table(picked: list[dict], key) -> str:
     return "\n".join(f"  {k}: {v}" for k, v in sorted(c.items()))
 
 
+def grade_tables(rows: list[dict]) -> None:
+    """Print grade counts per label and per length bucket (ids joined to the train split)."""
+    from agreement import GRADES, read_grades
+
+    grades = read_grades(GRADES, 1)
+    meta = {r["id"]: r for r in rows}
+    unknown = sorted(set(grades) - set(meta))
+    if unknown:
+        sys.exit(f"{GRADES}: ids not in the train split: {unknown[:5]}")
+    order = {b: i for i, b in enumerate(BUCKETS)}
+    by: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for pid, g in grades.items():
+        r = meta[pid]
+        by[f"label {r['label']}"][g] += 1
+        by[f"{order[r['bucket']]} {r['bucket']}"][g] += 1
+        by["all"][g] += 1
+    print("\n| group | n | 0 | 1 | 2 | 3 | 4 | mean |\n|---|---|---|---|---|---|---|---|")
+    for key in sorted(by, key=lambda k: (k == "all", not k.startswith("label"), k)):
+        c = by[key]
+        n = sum(c.values())
+        mean = sum(g * v for g, v in c.items()) / n
+        name = key.split(" ", 1)[1] if key[0].isdigit() else key
+        print(f"| {name} | {n} | " + " | ".join(str(c[g]) for g in range(5)) + f" | {mean:.2f} |")
+    cross = collections.Counter((meta[p]["label"], order[meta[p]["bucket"]]) for p in grades)
+    mean_cross = collections.defaultdict(float)
+    for p, g in grades.items():
+        mean_cross[(meta[p]["label"], order[meta[p]["bucket"]])] += g
+    print("\n| mean grade (n) | " + " | ".join(BUCKETS) + " |\n|---|" + "---|" * len(BUCKETS))
+    for label in (1, 0):
+        cells = [f"{mean_cross[(label, i)] / cross[(label, i)]:.2f} ({cross[(label, i)]})"
+                 for i in range(len(BUCKETS))]
+        print(f"| label {label} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--write", action="store_true", help=f"write the ids to {OUT.name}")
+    ap.add_argument("--grades", action="store_true", help="print grade tables for grades.jsonl")
     args = ap.parse_args()
-    picked = draw(load(TRAIN))
+    rows = load(TRAIN)
+    picked = draw(rows)
     print(f"{len(picked)} ids, seed {SEED!r}")
     print("label:\n" + table(picked, lambda r: r["label"]))
     print("topic x label:\n" + table(picked, lambda r: (r["topic"], r["label"])))
@@ -92,6 +130,8 @@ def main() -> None:
             fh.writelines(r["id"] + "\n" for r in picked)
         os.replace(tmp, OUT)
         print(f"wrote {OUT}")
+    if args.grades:
+        grade_tables(rows)
 
 
 if __name__ == "__main__":

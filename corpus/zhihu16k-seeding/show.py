@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sample import TRAIN
 
-FULL, HEAD, TAIL, CUE_LINES = 1100, 600, 350, 4
+FULL, HEAD, TAIL, CUE_LINES = 600, 350, 200, 3
 CUE = re.compile(r"推荐|入手|购买|买|链接|价格|元|券|优惠|京东|天猫|淘宝|拼多多|旗舰店|回购|闭眼|必入|性价比|值得")
 
 
@@ -22,7 +22,7 @@ def excerpt(text: str) -> str:
     if len(text) <= FULL:
         return text
     middle = text[HEAD:-TAIL]
-    cues = [ln.strip()[:100] for ln in middle.split("\n") if CUE.search(ln)][:CUE_LINES]
+    cues = [ln.strip()[:80] for ln in middle.split("\n") if CUE.search(ln)][:CUE_LINES]
     cue_part = "\n".join(f"  >> {c}" for c in cues)
     return f"{text[:HEAD]}\n[... {len(middle)} chars skipped; cue lines:]\n{cue_part}\n[...]\n{text[-TAIL:]}"
 
