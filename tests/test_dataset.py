@@ -357,3 +357,18 @@ def test_optional_columns_may_be_absent_from_some_sources_but_not_all(tmp_path: 
     assert np.isnan(labelled.seeding[4:]).all() and (labelled.seeding[:4] == 0.75).all()
     with pytest.raises(DataError, match="no column 'grade'"):
         load_labelled([plain], cfg)
+
+
+def test_seeding_grades_join_by_id_and_the_column_wins(tmp_path: Path) -> None:
+    posts = write_jsonl(
+        tmp_path / "p.jsonl",
+        [{"id": f"x{i}", "text": f"t {i}", "label": i % 2, "grade": 4 if i == 0 else None} for i in range(4)],
+    )
+    grades = write_jsonl(tmp_path / "g.jsonl", [{"id": "x0", "seeding": 1}, {"id": "x2", "seeding": 2}, {"id": "zz", "seeding": 3}])
+    cfg = DataConfig(positive_label=1, seeding_column="grade", seeding_grades=[grades])
+    labelled, _ = load_labelled(posts, cfg)
+    assert labelled.seeding[0] == 1.0 and labelled.seeding[2] == 0.5  # x0 keeps its own grade 4
+    assert np.isnan(labelled.seeding[1]) and np.isnan(labelled.seeding[3])
+    bad = write_jsonl(tmp_path / "b.jsonl", [{"id": "x1", "seeding": 7}])
+    with pytest.raises(DataError, match=r"b\.jsonl, line 1: needs a string 'id' and a 'seeding' grade 0-4"):
+        load_labelled(posts, DataConfig(positive_label=1, seeding_column="grade", seeding_grades=[bad]))

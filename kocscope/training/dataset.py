@@ -376,27 +376,29 @@ def _map_labels(raw: _RawLabelled, mapping: LabelMapping, cfg: DataConfig) -> np
     return np.array([1 if k in mapping.positive else 0 for k in keys], dtype=np.int64)
 
 
+def _grade01(value: Any) -> float:
+    """A 0-4 seeding grade as grade / 4; NaN when empty; ValueError when it is no grade."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return math.nan
+    if isinstance(value, bool):
+        raise ValueError(value)
+    grade = float(value)  # TypeError/ValueError for anything that is not a number
+    if math.isnan(grade):
+        return math.nan
+    if not 0.0 <= grade <= 4.0:
+        raise ValueError(value)
+    return grade / 4.0
+
+
 def _parse_grades(raw: _RawLabelled, cfg: DataConfig) -> np.ndarray:
     """grade / 4 in [0, 1]; NaN for rows without a grade (they do not train the seeding head)."""
     out = np.full(len(raw.grades), np.nan)
     bad: list[str] = []
     for i, value in enumerate(raw.grades):
-        if value is None or (isinstance(value, str) and not value.strip()):
-            continue
-        grade: float | None
-        if isinstance(value, bool):
-            grade = None
-        else:
-            try:
-                grade = float(value)
-            except (TypeError, ValueError):
-                grade = None
-        if grade is not None and math.isnan(grade):
-            continue
-        if grade is None or not 0.0 <= grade <= 4.0:
+        try:
+            out[i] = _grade01(value)
+        except (TypeError, ValueError):
             bad.append(f"{raw.where[i]} (id {raw.ids[i]}): {value!r}")
-            continue
-        out[i] = grade / 4.0
     if bad:
         shown = "; ".join(bad[:_SHOW]) + (f"; ... ({len(bad)} rows)" if len(bad) > _SHOW else "")
         raise DataError(
@@ -404,6 +406,36 @@ def _parse_grades(raw: _RawLabelled, cfg: DataConfig) -> np.ndarray:
             f"0-4 or be empty; {len(bad)} row(s) do not: {shown}"
         )
     return out
+
+
+def _join_grades(data: LabelledData, cfg: DataConfig) -> LabelledData:
+    """Fill missing seeding grades from ``data.seeding_grades`` files ({"id", "seeding"} per line).
+
+    Grades kept apart from a corpus (its text may not be copied) join by post id;
+    a grade in the data's own seeding column wins.
+    """
+    from kocscope.data.io import iter_rows
+
+    grades: dict[str, float] = {}
+    for path in cfg.seeding_grades:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such seeding grades file (data.seeding_grades)")
+        for row in iter_rows(path):
+            where = f"{path}, line {row.line}"
+            if row.error is not None:
+                raise DataError(f"{where}: {row.error.explanation} (data.seeding_grades)")
+            post_id, value = row.data.get("id"), row.data.get("seeding")
+            try:
+                grade = _grade01(value)
+            except (TypeError, ValueError):
+                grade = math.nan
+            if not isinstance(post_id, str) or math.isnan(grade):
+                raise DataError(f"{where}: needs a string 'id' and a 'seeding' grade 0-4, got {row.data!r}")
+            grades[post_id] = grade
+    for i, post_id in enumerate(data.ids):
+        if np.isnan(data.seeding[i]) and post_id in grades:
+            data.seeding[i] = grades[post_id]
+    return data
 
 
 def _finish(raw: _RawLabelled, mapping: LabelMapping, cfg: DataConfig) -> LabelledData:
@@ -458,7 +490,7 @@ def load_labelled(
             where=[w for r in raws for w in r.where],
         )
         mapping = resolve_label_mapping(combined, cfg)
-    return LabelledData.concat([_finish(raw, mapping, cfg) for raw in raws]), mapping
+    return _join_grades(LabelledData.concat([_finish(raw, mapping, cfg) for raw in raws]), cfg), mapping
 
 
 # --- splits -------------------------------------------------------------------------

@@ -53,6 +53,7 @@ class DataConfig:
     positive_label: Any = "promotion"  # the value(s) meaning `promotion` ("yes", 1, [1, "promotion"] ...)
     negative_label: Any = None  # value(s) meaning `genuine`; None: the one other value in the column
     seeding_column: str | None = None  # 0-4 grades; rows without one do not train that head
+    seeding_grades: list[str] = field(default_factory=list)  # JSONL {"id", "seeding"} files joined by post id
     id_column: str | None = None  # None: `id` when present, else ids are generated
     group_columns: list[str] = field(default_factory=list)  # evaluation slices, e.g. topic
     encoding: str = "utf-8"
@@ -394,7 +395,7 @@ def _build(cls: type, raw: Mapping[str, Any], where: str, prefix: str = "") -> A
     return cls(**kwargs)
 
 
-_FILE_KEYS = ("train", "validation")
+_FILE_KEYS = ("train", "validation", "seeding_grades")
 
 
 def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
