@@ -54,7 +54,7 @@ def exit_codes() -> Iterator[None]:
         raise fail(str(exc), EXIT_USAGE) from None
     except RecordError as exc:
         raise fail(str(exc), EXIT_DATA) from None
-    except (BundleError, OSError, ValueError) as exc:
+    except (BundleError, OSError, ValueError, ImportError) as exc:  # ImportError: an optional engine
         raise fail(str(exc), EXIT_USAGE) from None
 
 
@@ -291,6 +291,22 @@ def _check_inputs(paths: list[str]) -> None:
             raise fail(str(exc)) from None
 
 
+def _scored_files(patterns: list[str]) -> list[str]:
+    """Globs expanded here (quoted ones too), and a folder of shards (score --engine ray) read as its shards in order."""
+    from kocscope.data.io import folder_files
+
+    files: list[str] = []
+    for name in expand_inputs(patterns):
+        if name != "-" and Path(name).is_dir():
+            try:
+                files.extend(folder_files(name))
+            except (OSError, ValueError) as exc:
+                raise fail(str(exc)) from None
+        else:
+            files.append(name)
+    return files
+
+
 @app.command()
 def kocs(
     scored: list[str] = typer.Argument(..., help=_SCORED_HELP, show_default=False),
@@ -315,6 +331,8 @@ def kocs(
 
     Example: kocscope kocs scored.jsonl --top 20 -o authors.csv
 
+    A folder written by kocscope score --engine ray (or any folder of scored files) is read shard by shard, in name order.
+
     Per author: a Beta lower bound on authenticity (so a few lucky posts cannot win), seeding of
     their genuine posts, fit to the follower band, engagement per follower and activity, combined
     as a weighted mean; factors the export lacks (followers, likes..., created_at) are left out and
@@ -327,6 +345,7 @@ def kocs(
     weights = {"authenticity": w_authenticity, "seeding": w_seeding, "follower_fit": w_followers,
                "engagement": w_engagement, "activity": w_activity}
     settings = _koc_settings(followers, weights, confidence, now)
+    scored = _scored_files(scored)
     _check_inputs(scored)
     if output is not None:
         from kocscope.data.io import detect_format
@@ -406,6 +425,7 @@ def report(
     from kocscope.models.bundle import BundleError
 
     settings = _koc_settings(followers, {}, 0.9, None)
+    scored = _scored_files(scored)
     _check_inputs(scored)
     try:
         path = write_report(output, read_scored(scored, encoding=encoding, model=model), top=top, examples=examples,
@@ -445,8 +465,9 @@ def score_command(
     model_path: Optional[Path] = typer.Option(None, "--model", help="Model bundle directory (default: the shipped model)."),
     explain: bool = typer.Option(False, "--explain", help="Add matched cues and the sentence that drove each decision."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Posts per model batch (default: the model's own token budget)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the model (default: torch's choice)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the model (default: torch's choice; ONNX Runtime: the CPUs available)."),
     device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N; the lexical model always uses the CPU."),
+    runtime: str = typer.Option("auto", "--runtime", help="Transformer engine: auto (ONNX Runtime for a bundle from kocscope optimize, on the CPU), torch or onnx."),
     on_error: str = typer.Option("skip", "--on-error", help="skip: bad rows go to the rejects file and are counted. raise: stop at the first bad row (exit 1)."),
     rejects: Optional[Path] = typer.Option(None, "--rejects", help="Rejects file (.jsonl); default <output>.rejects.jsonl."),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Column holding the post text (default: text)."),
@@ -455,14 +476,26 @@ def score_command(
     encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of JSONL/CSV inputs; gb18030 reads GBK exports."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run into the same output."),
     json_output: bool = typer.Option(False, "--json", help="Print the final summary as JSON (no progress bar)."),
+    engine: str = typer.Option("local", "--engine", help="local: in this process. ray: on a Ray cluster (pip install 'kocscope[ray]'); -o is then a folder of shards."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: cluster to join, e.g. auto or HEAD_IP:6379 (default: start a local Ray)."),
+    num_cpus: Optional[int] = typer.Option(None, "--num-cpus", min=1, help="With --engine ray: CPUs of the local Ray started without --address (default: all)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="With --engine ray: scoring workers, each loading the model once (default: one per --threads CPUs, or per GPU with --device cuda)."),
+    shard_format: Optional[str] = typer.Option(None, "--format", help="With --engine ray: shard format: jsonl, jsonl.gz, csv, csv.gz or parquet (default: the folder's extension, else jsonl)."),
+    ship_model: bool = typer.Option(False, "--ship-model", help="With --engine ray: send the bundle through Ray's object store instead of loading --model from a path every node can read."),
+    shard_mb: Optional[float] = typer.Option(None, "--shard-mb", min=0.001, help="With --engine ray: JSONL and Parquet inputs are cut into tasks of about this many MB (default 32); CSV and .gz files stay whole."),
 ) -> None:
     """Score posts: p_promotion, authenticity, label, seeding, lang for every row.
 
-    Every input field passes through. Rows stream through in windows, so memory
+    Every input field passes through (one named like a score, such as a gold label,
+    as input_<name>). Rows stream through in windows, so memory
     stays flat however large the input; the output appears only when the run
     has finished, and an interrupted run continues with --resume.
 
     Example: kocscope score export.csv --text-column content -o scored.parquet
+
+    With --engine ray the same rows, scores and rejects come out as a folder of
+    shards (part-00000.jsonl, ... in input order) that kocs reads;
+    every Ray node must reach the inputs and the output folder at the same paths.
 
     Exit codes: 0 done (rejected rows are counted, not fatal, under skip);
     1 a bad row under --on-error raise, or a data error; 2 usage errors.
@@ -472,17 +505,31 @@ def score_command(
 
     if on_error not in ("skip", "raise"):
         raise fail(f"--on-error must be 'skip' or 'raise', got {on_error!r}")
+    if engine not in ("local", "ray"):
+        raise fail(f"--engine must be 'local' or 'ray', got {engine!r}")
     files = expand_inputs(inputs)
     columns = {k: v for k, v in (("text", text_column), ("id", id_column), ("author_id", author_column)) if v}
-    with exit_codes():
-        set_threads(threads)
-        model = load_model(model_path, device=device)
-        total = sum(count_rows(name) or 0 for name in files) if "-" not in files else None
-        with progress_bar(quiet=json_output or output == "-", total=total, unit="posts") as advance:
-            summary = score_files(
-                files, output, model=model, batch_size=batch_size, explain=explain, on_error=on_error,
-                rejects_path=rejects, column_map=columns, encoding=encoding, resume=resume, on_progress=advance,
-            )
+    ray_only = {"--address": address, "--num-cpus": num_cpus, "--workers": workers, "--format": shard_format,
+                "--ship-model": ship_model or None, "--shard-mb": shard_mb}
+    if engine == "ray":
+        summary = _score_on_ray(
+            files, output, columns, quiet=json_output, model_path=model_path, explain=explain, batch_size=batch_size,
+            threads=threads, device=device, on_error=on_error, rejects=rejects, encoding=encoding, resume=resume,
+            address=address, num_cpus=num_cpus, workers=workers, shard_format=shard_format, ship_model=ship_model,
+            shard_mb=shard_mb, load_options={"runtime": runtime, "threads": threads or 1},  # a worker's CPUs, not the node's
+        )
+    elif given := [name for name, value in ray_only.items() if value is not None]:
+        raise fail(f"{', '.join(given)} work with --engine ray only")
+    else:
+        with exit_codes():
+            set_threads(threads)
+            model = load_model(model_path, device=device, runtime=runtime, threads=threads)
+            total = sum(count_rows(name) or 0 for name in files) if "-" not in files else None
+            with progress_bar(quiet=json_output or output == "-", total=total, unit="posts") as advance:
+                summary = score_files(
+                    files, output, model=model, batch_size=batch_size, explain=explain, on_error=on_error,
+                    rejects_path=rejects, column_map=columns, encoding=encoding, resume=resume, on_progress=advance,
+                )
     if json_output:
         typer.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
         return
@@ -495,6 +542,29 @@ def score_command(
     typer.echo(line, err=output == "-")
     if summary.rejected and summary.rejects:
         typer.echo(f"rejected rows: {summary.rejects}", err=output == "-")
+
+
+def _score_on_ray(files: list[str], output: str, columns: dict, *, quiet: bool, model_path: Optional[Path],
+                  resume: bool, shard_mb: Optional[float], rejects: Optional[Path], **options):  # -> ScoreSummary
+    """score --engine ray: same checks, exit codes and summary as the local engine."""
+    from kocscope.inference.ray_engine import DEFAULT_BLOCK_BYTES, RayUnavailable, score_files_ray
+    from kocscope.inference.scoring import count_rows
+
+    if resume:
+        raise fail("--resume works with the local engine only; a Ray run that stops leaves no partial output")
+    if "-" in files or output == "-":
+        raise fail("--engine ray reads and writes files every worker can open, not stdin/stdout ('-')")
+    block = int(shard_mb * 2**20) if shard_mb is not None else DEFAULT_BLOCK_BYTES
+    with exit_codes():
+        try:
+            total = sum(count_rows(name) or 0 for name in files)
+            with progress_bar(quiet=quiet, total=total, unit="posts") as advance:
+                return score_files_ray(
+                    files, output, model=model_path, fmt=options.pop("shard_format"), column_map=columns,
+                    rejects_path=rejects, block_bytes=max(1, block), on_progress=advance, **options,
+                )
+        except RayUnavailable as exc:
+            raise fail(str(exc)) from None
 
 
 @contextmanager
@@ -587,14 +657,14 @@ def train_command(
     overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=_SET_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output folder; overrides `output` in the config."),
     resume: bool = typer.Option(
-        False, "--resume", help="Continue an interrupted transformer training from <output>/checkpoint (same config and data)."
+        False, "--resume", help="Continue an interrupted transformer training from <output>/checkpoint (same config and data); a stack keeps the components already trained with the same config and data."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train a model on your labelled posts, calibrate it and save a bundle with its evaluation report.
 
-    The config names the data (files or a datasets folder, the text and label columns, which label value means promotion, optional 0-4 seeding grades), the model kind (lexical or transformer) with its settings, and the training recipe. Bad data (unknown label values, one class only, missing columns, grades outside 0-4) stops before any training.
+    The config names the data (files or a datasets folder, the text and label columns, which label value means promotion, optional 0-4 seeding grades), the model kind (lexical, transformer, or stack: both trained, then combined by a logistic regression over their logits) with its settings, and the training recipe. Bad data (unknown label values, one class only, missing columns, grades outside 0-4) stops before any training.
 
     Example: kocscope train --config examples/train_config.yaml --set training.epochs=2 -o runs/zhihu
 
@@ -610,6 +680,10 @@ def train_command(
             result = train(settings, resume=resume, progress=not (quiet or json_output))
         except KeyboardInterrupt:
             raise fail("interrupted; run the same command with --resume to continue from the last checkpoint", 130) from None
+    from kocscope.training.distributed import is_main_process
+
+    if not is_main_process():
+        return  # under torchrun, rank 0 prints the result once
     if json_output:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
         return
@@ -713,6 +787,61 @@ def cv_command(
     rows.append(("mean", result.mean))
     rows.append(("std", result.std))
     _print_metrics(f"{folds}-fold cross-validation, {result.n_rows:,} rows ({result.n_promotion:,} promotion)", rows, columns)
+
+
+@app.command("optimize")
+def optimize_command(
+    model: Path = typer.Argument(..., metavar="MODEL", help="Transformer bundle folder, e.g. runs/zhihu/model."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the new bundle; the source bundle is not changed."),
+    check: list[str] = typer.Option(
+        ..., "--check", help="Posts the two engines are compared on (.jsonl/.csv/.parquet); repeatable. "
+        "Gold labels come from their label column or from --labels."
+    ),
+    labels: Optional[Path] = typer.Option(
+        None, "--labels", help="File of {id, label} rows joined to the --check posts by id, e.g. examples/posts_labels.jsonl."
+    ),
+    label_column: str = typer.Option("label", "--label-column", help="Field holding the gold label."),
+    positive_label: str = typer.Option("promotion", "--positive-label", help="Label value meaning promotion, e.g. 1."),
+    negative_label: str = typer.Option("genuine", "--negative-label", help="Label value meaning genuine, e.g. 0."),
+    int8: bool = typer.Option(True, "--int8/--no-int8", help="Quantize the encoder's MatMul weights to int8 (dynamic quantization)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime threads (default: the CPUs available)."),
+    force: bool = typer.Option(False, "--force", help="Write the bundle even when F1 moves by more than 0.5 points (recorded in it)."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of JSONL/CSV inputs."),
+    json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Export a transformer bundle to ONNX Runtime (optionally int8) after checking it agrees with torch.
+
+    Scores the --check posts with the torch engine and the optimized one, and writes a new bundle (the ONNX graph, plus the runtime it was validated with and the agreement figures in config.json) only when F1 against the gold labels moves by at most 0.5 points. kocscope score runs such a bundle on ONNX Runtime; --runtime torch still runs it on torch.
+
+    Example: kocscope optimize runs/zhihu/model -o runs/zhihu/model-int8 --check val.jsonl --positive-label 1 --negative-label 0
+
+    Exit codes: 0 written; 1 the check failed (nothing written) or a bad row; 2 bad option, missing file or onnxruntime.
+    """
+    from kocscope.inference.onnx_runtime import AgreementError, optimize_bundle, read_check_set
+
+    if not model.is_dir():
+        raise fail(f"{model}: no such model bundle folder")
+    _check_inputs(check + ([str(labels)] if labels else []))
+    with exit_codes():
+        check_set = read_check_set(check, labels, label_field=label_column, positive_label=positive_label,
+                                   negative_label=negative_label, encoding=encoding)
+        try:
+            result = optimize_bundle(model, output, check_set, int8=int8, threads=threads, force=force)
+        except AgreementError as exc:
+            if json_output:
+                typer.echo(json.dumps({"written": False, "agreement": exc.agreement.to_dict()}, ensure_ascii=False))
+            raise fail(str(exc), EXIT_DATA) from None
+    if json_output:
+        typer.echo(json.dumps({"written": True, **result.to_dict()}, ensure_ascii=False))
+        return
+    a = result.agreement
+    typer.echo(f"wrote {result.bundle} ({result.runtime['quantization']}, onnxruntime {result.runtime['onnxruntime_version']})")
+    typer.echo(
+        f"agreement on {a.n_posts} posts ({a.n_labelled} labelled): F1 {a.f1_reference:.4f} -> {a.f1_optimized:.4f} "
+        f"({a.f1_change_points:+.2f} points), {a.labels_flipped} labels flipped, |p diff| max {a.max_abs_p_diff:.4f} "
+        f"mean {a.mean_abs_p_diff:.5f}, |seeding diff| max {a.max_abs_seeding_diff:.4f}"
+        + ("  [FORCED past the tolerance]" if result.runtime["forced"] else "")
+    )
 
 
 def main() -> None:

@@ -259,6 +259,23 @@ def test_report_command(scored, tmp_path):
     assert "from scored.jsonl" in doc
 
 
+def test_report_and_kocs_read_a_folder_of_shards_in_name_order(scored, tmp_path):
+    data = rows()
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    write_jsonl(shards / "part-00001.jsonl", data[8:])
+    write_jsonl(shards / "part-00000.jsonl", data[:8])
+    (shards / "_kocscope_score.json").write_text("{}", encoding="utf-8")  # a run marker, not a shard
+    whole = runner.invoke(app, ["kocs", str(scored), "--json", "--min-posts", "1"])
+    folder = runner.invoke(app, ["kocs", str(shards), "--json", "--min-posts", "1"])
+    assert folder.exit_code == 0, folder.output
+    assert json.loads(folder.stdout)["authors"] == json.loads(whole.stdout)["authors"]
+    out = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", str(shards), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "KOC leaderboard" in out.read_text(encoding="utf-8")
+
+
 def test_report_errors(scored, tmp_path):
     assert runner.invoke(app, ["report", str(scored)]).exit_code == 2  # -o is required
     assert (

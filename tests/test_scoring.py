@@ -216,6 +216,13 @@ def test_score_records_for_in_memory_rows(model: KocscopeModel) -> None:
         list(score_records([{"text": "ok"}, {"text": 5}], model))
 
 
+def test_input_field_named_like_a_score_is_kept_under_input_prefix(model: KocscopeModel) -> None:
+    row = next(score_records([{"id": "a", "text": "广告 私信领券", "label": "gold-promotion", "seeding": 4}], model))
+    assert row["input_label"] == "gold-promotion" and row["input_seeding"] == 4
+    assert row["label"] in ("genuine", "promotion") and 0 <= row["seeding"] <= 1
+    assert list(row)[0] == "id"
+
+
 def test_cli_score_summary_and_exit_codes(tmp_path: Path, bundle: Path) -> None:
     runner = CliRunner()
     src = posts_file(tmp_path, broken=True)

@@ -108,6 +108,24 @@ def detect_format(path: str | os.PathLike[str], fmt: str | None = None) -> FileF
     return FileFormat(kind, compressed)  # type: ignore[arg-type]
 
 
+def folder_files(directory: str | os.PathLike[str]) -> list[str]:
+    """The posts files of a folder in name order: the shards of ``score --engine
+    ray`` sort in input order. Hidden and ``_`` files (run markers) are skipped."""
+    root = Path(directory)
+    files = []
+    for path in sorted(root.iterdir()):
+        if not path.is_file() or path.name.startswith((".", "_")):
+            continue
+        try:
+            detect_format(path)
+        except ValueError:
+            continue
+        files.append(str(path))
+    if not files:
+        raise ValueError(f"{directory}: no .jsonl, .csv or .parquet files in this folder")
+    return files
+
+
 def check_encoding(encoding: str) -> str:
     """Canonical codec name; rejects encodings whose newline is not the byte 0x0A."""
     try:

@@ -1,7 +1,7 @@
 """The library API: load a model bundle once, score posts from any caller.
 
 ``load_model()`` returns a ``KocscopeModel`` that wraps whichever estimator the
-bundle holds (lexical or transformer) and turns raw outputs into ``PostScore``
+bundle holds (lexical, transformer or a stack of both) and turns raw outputs into ``PostScore``
 results. One lock guards the estimator, so a single loaded model can be shared
 by the threads of a service: fast tokenizers and torch modules are not safe to
 drive from several threads at once.
@@ -158,13 +158,23 @@ def _cues(text: str) -> list[dict[str, Any]]:
     ]
 
 
-def load_model(path: str | os.PathLike[str] | None = None, *, device: str | None = None) -> KocscopeModel:
+def load_model(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    device: str | None = None,
+    runtime: str = "auto",
+    threads: int | None = None,
+) -> KocscopeModel:
     """Load a bundle directory, or the shipped default model when ``path`` is None.
 
     The bundle's manifest is verified before anything in it is parsed; nothing
     is unpickled and no code from the bundle runs. ``device`` ("cpu", "cuda",
     "cuda:1", or "auto" for a GPU when there is one) places a transformer; the
-    lexical model always runs on the CPU.
+    lexical model always runs on the CPU. ``runtime`` picks a transformer's
+    engine: "auto" runs a bundle written by ``kocscope optimize`` on ONNX Runtime
+    (CPU; on a GPU, torch is faster, so "auto" keeps torch there), "torch" or
+    "onnx" force one. ``threads``: ONNX Runtime's intra-op threads (default: the
+    CPUs available).
     """
     from kocscope.models.bundle import BundleError, load_estimator
 
@@ -184,4 +194,10 @@ def load_model(path: str | os.PathLike[str] | None = None, *, device: str | None
             module.to(torch.device(device))
         except RuntimeError as exc:  # unknown device string, or CUDA asked for on a machine without it
             raise ValueError(f"cannot use device {device!r}: {exc}") from None
+        if runtime == "auto" and device != "cpu":
+            runtime = "torch"
+    if hasattr(estimator, "set_runtime"):
+        estimator.set_runtime(runtime, threads)
+    elif runtime == "onnx":
+        raise ValueError(f"{target}: a {estimator.kind} model has no ONNX Runtime engine; use --runtime auto")
     return KocscopeModel(estimator, target)

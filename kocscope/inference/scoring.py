@@ -23,7 +23,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from kocscope.data.io import STDIO, RecordWriter, detect_format, iter_rows, plain_value, read_posts
+from kocscope.data.io import STDIO, PostReader, RawRow, RecordWriter, detect_format, iter_rows, plain_value, read_posts
 from kocscope.data.records import Post, RecordError
 from kocscope.inference.api import DEFAULT_WINDOW, KocscopeModel, PostScore, load_model
 
@@ -31,18 +31,50 @@ PROGRESS_FORMAT = 1
 
 
 @dataclass
-class ScoreSummary:
-    """What a scoring run did; ``read == scored + rejected`` always."""
+class Window:
+    """One window of rows after validation: the posts to score and the reject
+    records; ``error`` is the first bad row when the run must stop on it."""
+
+    read: int
+    posts: list[Post]
+    rejects: list[dict[str, Any]]
+    error: RecordError | None = None
+
+
+@dataclass
+class Counts:
+    """Row counts of a run or of a part of one; ``read == scored + rejected`` always."""
 
     read: int = 0
     scored: int = 0
     rejected: int = 0
     promotion: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # rejects by kind
+
+    def tally(self, window: Window, scores: Sequence[PostScore]) -> None:
+        self.read += window.read
+        self.rejected += len(window.rejects)
+        self.scored += len(window.posts)
+        self.promotion += sum(score.label == "promotion" for score in scores)
+
+    def add(self, other: Counts) -> None:
+        """Fold in the counts of another part of the run (a shard, say)."""
+        self.read += other.read
+        self.scored += other.scored
+        self.rejected += other.rejected
+        self.promotion += other.promotion
+        for reason, count in other.reasons.items():
+            self.reasons[reason] = self.reasons.get(reason, 0) + count
+
+
+@dataclass
+class ScoreSummary(Counts):
+    """What a scoring run did."""
+
     seconds: float = 0.0
     resumed_from: int = 0  # rows already done by an earlier, interrupted run
     output: str | None = None
     rejects: str | None = None
-    reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def share_promotion(self) -> float | None:
@@ -69,11 +101,35 @@ class ScoreSummary:
 
 
 def output_row(post: Post, score: PostScore) -> dict[str, Any]:
-    """Every input field passes through; the scores follow (they win a name clash)."""
-    row = post.to_dict()
-    row.update(score.to_dict())
-    del row["id"]
-    return {"id": post.id, **row}
+    """Every input field passes through; the scores follow. An input field named
+    like a score (a gold ``label`` column, say) is kept as ``input_<name>``:
+    nothing the user gave is dropped, and no score is shadowed."""
+    scores = score.to_dict()
+    del scores["id"]
+    row = {"id": post.id}
+    for name, value in post.to_dict().items():
+        if name != "id":
+            row[f"input_{name}" if name in scores else name] = value
+    row.update(scores)
+    return row
+
+
+def validate_window(reader: PostReader, rows: Sequence[RawRow], on_error: str, reasons: dict[str, int]) -> Window:
+    """Shared by every engine, so that all accept, reject and report rows alike;
+    ``reasons`` counts the rejects by kind."""
+    window = Window(len(rows), [], [])
+    for row in rows:
+        post, error = reader.validate(row)
+        if error is None:
+            window.posts.append(post)
+        elif on_error == "raise":
+            window.error = error
+            return window
+        else:
+            reasons[error.key] = reasons.get(error.key, 0) + 1
+            window.rejects.append({"source": reader.source, "line": row.line, "field": error.field,
+                                   "reason": error.explanation, "raw": row.raw})
+    return window
 
 
 def score_records(
@@ -230,27 +286,16 @@ def score_files(
             done = first_row if index == first_file else 0
             rows = islice(iter_rows(names[index], encoding=encoding, on_header=reader.check_columns), done, None)
             while chunk := list(islice(rows, window)):
-                posts: list[Post] = []
-                rejects: list[dict[str, Any]] = []
-                for row in chunk:
-                    post, error = reader.validate(row)
-                    if error is None:
-                        posts.append(post)
-                        continue
-                    if on_error == "raise":
-                        if work is not None:
-                            stack.callback(work.clear)
-                        raise error
-                    summary.reasons[error.key] = summary.reasons.get(error.key, 0) + 1
-                    rejects.append({"source": reader.source, "line": row.line, "field": error.field,
-                                    "reason": error.explanation, "raw": row.raw})
-                scores = model.score_posts(posts, batch_size=batch_size, explain=explain)
-                summary.read += len(chunk)
-                summary.rejected += len(rejects)
-                summary.scored += len(posts)
-                summary.promotion += sum(score.label == "promotion" for score in scores)
+                checked = validate_window(reader, chunk, on_error, summary.reasons)
+                if checked.error is not None:
+                    if work is not None:
+                        stack.callback(work.clear)
+                    raise checked.error
+                scores = model.score_posts(checked.posts, batch_size=batch_size, explain=explain)
+                summary.tally(checked, scores)
                 done += len(chunk)
-                sink.write([output_row(post, score) for post, score in zip(posts, scores)], rejects, index, done, summary)
+                rows_out = [output_row(post, score) for post, score in zip(checked.posts, scores)]
+                sink.write(rows_out, checked.rejects, index, done, summary)
                 if on_progress:
                     on_progress(len(chunk))
     if work is not None:

@@ -6,7 +6,8 @@ Layout::
     *.safetensors   weights (never pickle)
     *.json          vocabularies and other plain data
     README.md       generated model card
-    manifest.json   sha256 of every other file
+    <name>/         sub-folders, e.g. the component bundles of a stack
+    manifest.json   sha256 of every other file, sub-folders included
 
 A bundle is written into a temporary sibling folder and renamed into place, so
 an interrupted save never leaves a half bundle that loads. Loading checks every
@@ -33,6 +34,7 @@ CARD_FILE = "README.md"
 MODEL_KINDS = {
     "lexical": "kocscope.models.lexical:LexicalModel",
     "transformer": "kocscope.models.modeling:TransformerPostModel",
+    "stack": "kocscope.models.stacking:StackedModel",
 }
 
 
@@ -68,7 +70,7 @@ def save_bundle(
             card = render_card(full)
         (tmp / CARD_FILE).write_text(card, encoding="utf-8")
         _readable_by_all(tmp)
-        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        files = {name: sha256_file(tmp / name) for name in _member_files(tmp)}
         manifest = {"format": BUNDLE_FORMAT, "files": files}
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         _replace_dir(tmp, target)
@@ -78,13 +80,20 @@ def save_bundle(
     return target
 
 
+def _member_files(root: Path) -> list[str]:
+    """Every file under ``root`` as a relative POSIX path: the names a manifest lists."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
 def _readable_by_all(folder: Path) -> None:
     """mkdtemp and some writers create 0700/0600; a bundle is shared data, so honour the umask instead."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(folder, 0o777 & ~umask)
-    for path in folder.iterdir():
-        if path.is_file():
+    for path in folder.rglob("*"):
+        if path.is_dir():
+            os.chmod(path, 0o777 & ~umask)
+        elif path.is_file():
             os.chmod(path, 0o666 & ~umask)
 
 
@@ -112,14 +121,15 @@ def read_bundle_config(directory: str | os.PathLike[str], expected_kind: str | N
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"{manifest_path}: unreadable manifest ({exc})") from exc
     for name, digest in listed.items():
-        path = root / name
-        if Path(name).name != name:
+        parts = name.split("/") if isinstance(name, str) else [""]
+        if any(part in ("", ".", "..") or "\\" in part for part in parts):
             raise BundleError(f"{manifest_path}: file name {name!r} points outside the bundle")
+        path = root / name
         if not path.is_file():
             raise BundleError(f"{root}: missing file {name} listed in the manifest")
         if sha256_file(path) != digest:
             raise BundleError(f"{path}: sha256 does not match the manifest; the file was changed or corrupted")
-    unlisted = sorted(p.name for p in root.iterdir() if p.is_file() and p.name not in listed and p.name != MANIFEST_FILE)
+    unlisted = [name for name in _member_files(root) if name not in listed and name != MANIFEST_FILE]
     if unlisted:
         raise BundleError(f"{root}: files not in the manifest: {', '.join(unlisted)}")
     if CONFIG_FILE not in listed:

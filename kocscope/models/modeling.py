@@ -29,6 +29,7 @@ from kocscope.models.long_text import STRATEGIES, LongTextConfig, Windows, make_
 from kocscope.models.lora import apply_lora, lora_state_dict, merge_lora
 
 ADAPTER_FILE = "adapter.safetensors"
+RUNTIMES = ("auto", "torch", "onnx")  # auto: ONNX Runtime when the bundle carries a graph
 LABEL_MAP = {name: i for i, name in enumerate(LABELS)}
 FINETUNE_SCOPES = ("heads", "lora", "top_layers")
 WINDOW_POOLINGS = ("max", "mean")
@@ -150,6 +151,21 @@ def _load_encoder(path: Path) -> nn.Module:
             hf_logging.enable_progress_bar()
 
 
+def _onnx_record(record: Any, root: Path) -> dict[str, Any] | None:
+    """The config's ``runtime`` record, checked: None for a torch bundle."""
+    if record is None:
+        return None
+    where = root / CONFIG_FILE
+    name = record.get("onnx_file") if isinstance(record, dict) else None
+    if not isinstance(name, str) or record.get("engine") != "onnxruntime":
+        raise BundleError(
+            f"{where}: field runtime must name engine 'onnxruntime' and an onnx_file, got {record!r}"
+        )
+    if Path(name).name != name or not (root / name).is_file():
+        raise BundleError(f"{where}: field runtime.onnx_file {name!r} is not a file of the bundle")
+    return record
+
+
 class TransformerPostModel(PostEstimator, BaseEstimator):
     """Multi-task post model on a pretrained encoder; see the module docstring.
 
@@ -157,6 +173,9 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
     ``module_`` (the torch module), ``tokenizer_``, ``long_text_config_``,
     ``adapter_names_`` (the trainable tensors, which are also what is saved),
     ``base_encoder_fingerprint_``, and optionally ``metrics_`` / ``training_data_``.
+    Engine state: ``runtime_`` ("auto" until the first prediction resolves it),
+    ``onnx_runtime_`` (the bundle's ONNX record from ``kocscope optimize``, or None)
+    and ``onnx_encoder_`` (the ORT session used in place of the torch encoder).
     """
 
     kind = "transformer"
@@ -299,6 +318,10 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
         self.module_ = module
         self.tokenizer_ = tokenizer
         self.base_encoder_fingerprint_ = fingerprint
+        self.runtime_ = "auto"
+        self.onnx_runtime_: dict[str, Any] | None = None
+        self.onnx_encoder_: Any = None
+        self.bundle_dir_: Path | None = None
 
     def _apply_scope(self, module: PostModule) -> tuple[str, ...]:
         """Set up the finetune scope; return the names of the trainable tensors."""
@@ -352,6 +375,50 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
         """Fold LoRA updates into the base weights for faster inference (no more training)."""
         self._require_module()
         return merge_lora(self.module_)
+
+    # -- engine -----------------------------------------------------------------
+    def set_runtime(self, runtime: str = "auto", threads: int | None = None) -> str:
+        """Pick the engine that runs the encoder; returns "torch" or "onnx".
+
+        "auto" is ONNX Runtime when the bundle was written by ``kocscope optimize``
+        (what it was validated with), else torch. Resolved eagerly, so a missing
+        onnxruntime shows at load time rather than mid-run.
+        """
+        self._require_module()
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+        info = self.onnx_runtime_
+        if runtime == "torch" or (runtime == "auto" and info is None):
+            self.onnx_encoder_, self.runtime_ = None, "torch"
+            return self.runtime_
+        if info is None or self.bundle_dir_ is None:
+            raise ValueError(
+                "runtime 'onnx' needs a bundle written by kocscope optimize; "
+                f"{self.bundle_dir_ or 'this model'} carries no ONNX graph"
+            )
+        from kocscope.inference.onnx_runtime import OnnxEncoder
+
+        self.use_onnx(OnnxEncoder(self.bundle_dir_ / info["onnx_file"], threads=threads))
+        return self.runtime_
+
+    def use_onnx(self, encoder: Any) -> None:
+        """Run the encoder through ``encoder.embed`` (an :class:`OnnxEncoder`) from now on."""
+        self.onnx_encoder_, self.runtime_ = encoder, "onnx"
+
+    def _forward_eval(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-post outputs on the chosen engine; heads and window pooling stay in torch,
+        so both engines pool windows with the same code."""
+        if self.runtime_ == "auto":
+            self.set_runtime("auto")
+        if self.onnx_encoder_ is None:
+            return self.forward_batch(batch)
+        pooled = self.onnx_encoder_.embed(
+            batch["input_ids"].numpy(), batch["attention_mask"].numpy()
+        )
+        device = next(self.module_.parameters()).device
+        return self.module_.pool_heads(
+            torch.from_numpy(pooled).to(device), batch["post_index"].to(device)
+        )
 
     # -- inputs -----------------------------------------------------------------
     def windows(self, texts: Sequence[str]) -> Windows:
@@ -418,7 +485,7 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
             per_post[post].append(row)
         with eval_mode(self.module_):
             for chunk, batch in self._sorted_batches(per_post, batch_size):
-                out_logits, out_seeding = self.forward_batch(batch)
+                out_logits, out_seeding = self._forward_eval(batch)
                 logits[chunk] = out_logits.float().cpu().numpy()
                 seeding[chunk] = out_seeding.float().cpu().numpy()
         return ModelOutputs(logits=logits, seeding=seeding)
@@ -518,9 +585,13 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
         *,
         base_encoder: str | None = None,
         allow_base_mismatch: bool = False,
+        runtime: str | None = None,
+        threads: int | None = None,
     ) -> TransformerPostModel:
         """Load a bundle. ``base_encoder`` overrides the recorded spec (e.g. the encoder
-        moved); ``allow_base_mismatch`` loads even when its fingerprint differs."""
+        moved); ``allow_base_mismatch`` loads even when its fingerprint differs.
+        ``runtime`` (see :meth:`set_runtime`) is resolved now when given, else at the
+        first prediction; ``threads`` sets ONNX Runtime's intra-op threads."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -578,6 +649,10 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
             raise BundleError(f"{adapter}: unreadable adapter weights ({exc})") from exc
         model._load_adapter(tensors, adapter)
         model.load_calibration_config(config)
+        model.onnx_runtime_ = _onnx_record(config.get("runtime"), root)
+        model.bundle_dir_ = root
+        if runtime is not None or threads is not None:
+            model.set_runtime(runtime or "auto", threads)
         if config.get("metrics"):
             model.metrics_ = config["metrics"]
         if config.get("training_data"):

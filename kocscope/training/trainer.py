@@ -25,6 +25,17 @@ A resume refuses a checkpoint made with other settings or other data (content
 hash). The checkpoint stays after a finished run; resuming that one only
 redoes calibration, evaluation and saving.
 
+Under ``torchrun`` (see ``kocscope.training.distributed``) the loop runs data
+parallel: every rank draws the same global batches, trains on its own every
+N-th row of each, and the gradients are summed over ranks. Each rank divides
+its loss by the counts of the whole global batch (rows for the promotion loss,
+graded rows for the seeding loss), so the summed gradient is the one a single
+process computes on that batch: ``training.batch_size`` is the global batch
+and N only changes floating-point rounding (and the dropout masks). Rank 0
+alone evaluates, and its early-stopping decision is broadcast; it alone
+writes the embedding cache (the others then read it), checkpoints (with every
+rank's RNG state), the bundle and the report, while the others wait.
+
 After training, calibration (Platt or temperature) and the threshold are fitted
 on the validation rows, the model is evaluated there, and the bundle gets the
 metrics, a description of the data, the resolved config (``train_config``),
@@ -60,6 +71,7 @@ from kocscope.training.dataset import (
     load_labelled,
     load_training_data,
 )
+from kocscope.training.distributed import SINGLE, Distributed, data_parallel
 from kocscope.training.training_args import ConfigError, DataConfig, TrainConfig, TrainingConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -153,6 +165,18 @@ class TrainResult:
         out["output_dir"] = str(self.output_dir)
         out["report_paths"] = {k: str(v) for k, v in self.report_paths.items()}
         return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainResult:
+        """Back from :meth:`to_dict` (train_result.json): how ranks > 0 learn rank 0's result."""
+        return cls(
+            **{
+                **raw,
+                "bundle_path": Path(raw["bundle_path"]),
+                "output_dir": Path(raw["output_dir"]),
+                "report_paths": {k: Path(v) for k, v in raw["report_paths"].items()},
+            }
+        )
 
 
 # --- small utilities -------------------------------------------------------------------
@@ -368,12 +392,46 @@ def _rng_state(device: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return tensors, meta
 
 
-def _restore_rng(tensors: dict[str, Any], meta: dict[str, Any], device: Any) -> None:
+def _rank_seed(seed: int, rank: int, step: int = 0) -> int:
+    """Torch seed of rank > 0, so ranks draw their own dropout masks."""
+    return seed + 1_000_003 * rank + step
+
+
+def _rank_rng_states(device: Any, dist: Distributed) -> dict[str, Any]:
+    """The torch RNG states of ranks > 0, gathered for rank 0's checkpoint (a collective)."""
     import torch
 
-    torch.set_rng_state(tensors["torch_cpu"])
-    if device.type == "cuda" and "torch_cuda" in tensors:
-        torch.cuda.set_rng_state(tensors["torch_cuda"], device)
+    if not dist.active:
+        return {}
+    states = {"torch_cpu": dist.all_gather(torch.get_rng_state())}
+    if device.type == "cuda":
+        states["torch_cuda"] = dist.all_gather(torch.cuda.get_rng_state(device))
+    return {
+        f"{name}_rank{rank}": state
+        for name, per_rank in states.items()
+        for rank, state in enumerate(per_rank)
+        if rank
+    }
+
+
+def _restore_rng(
+    tensors: dict[str, Any],
+    meta: dict[str, Any],
+    device: Any,
+    rank: int = 0,
+    fallback_seed: int = 0,
+) -> None:
+    """Restore the RNG states; rank > 0 takes its own torch state, or (checkpoint written
+    by fewer ranks) ``fallback_seed``."""
+    import torch
+
+    suffix = f"_rank{rank}" if rank else ""
+    if f"torch_cpu{suffix}" in tensors:
+        torch.set_rng_state(tensors[f"torch_cpu{suffix}"])
+    else:
+        torch.manual_seed(fallback_seed)
+    if device.type == "cuda" and f"torch_cuda{suffix}" in tensors:
+        torch.cuda.set_rng_state(tensors[f"torch_cuda{suffix}"], device)
     name, pos, has_gauss, gauss = meta["numpy"]
     np.random.set_state(
         (name, tensors["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, gauss)
@@ -407,8 +465,10 @@ def _save_checkpoint(
     loop: _LoopState,
     device: Any,
     fingerprint: dict[str, Any],
+    rank_rng: dict[str, Any] | None = None,
 ) -> None:
-    """Write the checkpoint folder atomically (temp folder, then swapped in)."""
+    """Write the checkpoint folder atomically (temp folder, then swapped in); ``rank_rng``
+    holds the RNG states of ranks > 0 under data-parallel training."""
     from safetensors.torch import save_file
 
     from kocscope.models.bundle import _replace_dir, sha256_file
@@ -425,7 +485,7 @@ def _save_checkpoint(
         opt_tensors, opt_meta = _optimizer_state(optimizer)
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
         rng_tensors, rng_meta = _rng_state(device)
-        save_file(rng_tensors, str(tmp / "rng.safetensors"))
+        save_file({**rng_tensors, **(rank_rng or {})}, str(tmp / "rng.safetensors"))
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
         state = {
             "format": CHECKPOINT_FORMAT,
@@ -492,7 +552,8 @@ def _load_checkpoint(
 # --- transformer: the loop -------------------------------------------------------------------
 
 
-def _pick_device(requested: str) -> Any:
+def _pick_device(requested: str, dist: Distributed = SINGLE) -> Any:
+    """The training device; a data-parallel CUDA rank gets ``cuda:LOCAL_RANK``."""
     import torch
 
     if requested == "cuda" and not torch.cuda.is_available():
@@ -501,6 +562,8 @@ def _pick_device(requested: str) -> Any:
         )
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and dist.active:
+        return torch.device("cuda", dist.local_rank)
     return torch.device(requested)
 
 
@@ -569,23 +632,74 @@ def _progress_bar(total: int, enabled: bool) -> Any:
 
 
 def _batch_loss(
-    logits: Any, seeding: Any, y: Any, grades: Any, tr: TrainingConfig, pos_weight: Any
+    logits: Any,
+    seeding: Any,
+    y: Any,
+    grades: Any,
+    tr: TrainingConfig,
+    pos_weight: Any,
+    n_rows: int,
+    n_graded: int,
 ) -> Any:
-    """BCE-with-logits on `promotion` plus the weighted seeding loss on the rows with a grade."""
+    """BCE-with-logits on `promotion` plus the weighted seeding loss on the rows with a grade.
+
+    The sums are divided by the counts of the whole global batch (``n_rows``,
+    ``n_graded``), not of these rows: a data-parallel rank holds only its shard,
+    and the ranks' parts must add up to the loss of the whole batch.
+    """
     import torch
     import torch.nn.functional as F
 
     y, grades = y.to(logits.device), grades.to(logits.device)
-    loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
+    loss = (
+        F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight, reduction="sum")
+        / n_rows
+    )
     graded = torch.isfinite(grades)
     if tr.seeding_weight > 0 and bool(graded.any()):
         pred, true = seeding[graded], grades[graded]
         if tr.seeding_loss == "mse":
-            seed_loss = F.mse_loss(pred, true)
+            seed_loss = F.mse_loss(pred, true, reduction="sum")
         else:
-            seed_loss = F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), true)
-        loss = loss + tr.seeding_weight * seed_loss
+            seed_loss = F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), true, reduction="sum")
+        loss = loss + tr.seeding_weight * seed_loss / n_graded
     return loss
+
+
+def _reduce_gradients(params: list[Any], loss: Any, dist: Distributed) -> float:
+    """Sum the trainable gradients and loss parts over ranks (one all-reduce); returns the
+    loss of the global batch. A rank with an empty shard (``loss`` None) adds zeros."""
+    import torch
+
+    if not dist.active:
+        return float(loss.detach())
+    parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
+    own = loss.detach() if loss is not None else torch.zeros((), device=params[0].device)
+    flat = dist.all_reduce_sum(torch.cat([*(g.float() for g in parts), own.float().reshape(1)]))
+    offset = 0
+    for p in params:
+        p.grad = flat[offset : offset + p.numel()].view_as(p).to(p.dtype)
+        offset += p.numel()
+    return float(flat[-1])
+
+
+def _check_same_run(dist: Distributed, fingerprint: dict[str, Any], encoder: str) -> None:
+    """Every rank must see the same data, settings and encoder (each loads them itself,
+    on several nodes from its own disk), or the shards would not add up to one batch."""
+    import torch
+
+    if not dist.active:
+        return
+    digest = hashlib.sha256(
+        json.dumps([fingerprint, encoder], sort_keys=True, default=str).encode()
+    ).digest()
+    mine = torch.frombuffer(bytearray(digest), dtype=torch.uint8)
+    differing = [r for r, d in enumerate(dist.all_gather(mine)) if not torch.equal(d, mine)]
+    if differing:
+        raise TrainingError(
+            f"rank {dist.rank} sees other training data, settings or base encoder than rank(s) "
+            f"{', '.join(map(str, differing))}; every rank must read the same files"
+        )
 
 
 def _train_transformer(
@@ -600,13 +714,14 @@ def _train_transformer(
     log: Log,
     cache_embeddings: bool | None = None,
     cache_dir: Path | None = None,
+    dist: Distributed = SINGLE,
 ) -> FitOutcome:
     import torch
 
     from kocscope.models.base_encoder import BaseEncoderError
 
     tr = config.training
-    device = _pick_device(tr.device)
+    device = _pick_device(tr.device, dist)
     torch.manual_seed(tr.seed)
     np.random.seed(tr.seed % 2**32)
     random.seed(tr.seed)
@@ -617,6 +732,8 @@ def _train_transformer(
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model.settings: {exc}") from exc
     module = estimator.module_.to(device)
+    if dist.rank:  # after the seeded initialisation: each rank its own dropout masks
+        torch.manual_seed(_rank_seed(tr.seed, dist.rank))
     frozen = estimator.finetune == "heads"
     if cache_embeddings is None:
         cache_embeddings = config.training.cache_embeddings
@@ -652,16 +769,25 @@ def _train_transformer(
     higher_is_better = tr.early_stopping_metric == "pr_auc"
     metric_key = "val_pr_auc" if higher_is_better else "val_loss"
     fingerprint = {**_config_fingerprint(config), "data_sha256": _data_fingerprint(train_data, val)}
+    _check_same_run(dist, fingerprint, estimator.base_encoder_fingerprint_)
 
     cache_info: dict[str, Any] | None = None
     if cache_embeddings:
         from kocscope.training.embedding_cache import EmbeddingStore, embed_posts
 
+        if not dist.is_main:
+            dist.barrier()  # rank 0 fills the store on disk first, alone
         store = EmbeddingStore(cache_dir, estimator.base_encoder_fingerprint_, log)
+        if not dist.is_main:
+            # read rank 0's file, never write it; a rank that cannot see it (no shared
+            # disk between nodes) embeds the corpus itself, in memory
+            store.path = None
         train_emb, train_info = embed_posts(
             estimator, train_data.texts, store, log=log, what="train"
         )
         val_emb, val_info = embed_posts(estimator, val.texts, store, log=log, what="validation")
+        if dist.is_main:
+            dist.barrier()
         cache_info = {"train": train_info, "validation": val_info}
         train_emb, val_emb = train_emb.to(device), val_emb.to(device)
 
@@ -692,28 +818,55 @@ def _train_transformer(
                 p.copy_(tensors["trainable"][name].to(p.dtype))
         best = tensors.get("best") or None
         _restore_optimizer(optimizer, tensors["optimizer"], state["optimizer"])
-        _restore_rng(tensors["rng"], state["rng"], device)
         loop = _LoopState(**state["loop"])
+        _restore_rng(
+            tensors["rng"],
+            state["rng"],
+            device,
+            dist.rank,
+            _rank_seed(tr.seed, dist.rank, loop.step),
+        )
         resumed_from = loop.step
         log(
             f"resuming from {checkpoint_dir} at step {loop.step} (epoch {loop.epoch + 1}, batch {loop.batch})"
         )
 
+    if dist.active:  # one start for all ranks, as DistributedDataParallel does
+        with torch.no_grad():
+            for p in params:
+                p.copy_(dist.broadcast(p.detach()))
+
     def checkpoint() -> None:
         if checkpoint_dir is not None:
-            _save_checkpoint(
-                checkpoint_dir, names, params, best, optimizer, loop, device, fingerprint
-            )
+            rank_rng = _rank_rng_states(device, dist)  # every rank takes part
+            if dist.is_main:
+                _save_checkpoint(
+                    checkpoint_dir,
+                    names,
+                    params,
+                    best,
+                    optimizer,
+                    loop,
+                    device,
+                    fingerprint,
+                    rank_rng,
+                )
 
     def evaluate_now(train_loss: float | None) -> bool:
-        """Score validation, track the best state; True when early stopping says stop."""
+        """Score validation (rank 0), track the best state; True when early stopping says stop.
+
+        Rank 0's verdict is broadcast, so every rank keeps the same best state and
+        stops at the same step.
+        """
         nonlocal best
-        scores = _validation_scores(val_outputs(), val, tr.seeding_weight)
-        value = scores[metric_key]
+        scores = _validation_scores(val_outputs(), val, tr.seeding_weight) if dist.is_main else {}
+        value = scores.get(metric_key)
         improved = value is not None and (
             loop.best_metric is None
             or (value > loop.best_metric if higher_is_better else value < loop.best_metric)
         )
+        if dist.active:
+            improved = bool(dist.broadcast(torch.tensor([int(improved)]))[0])
         if improved:
             loop.best_metric, loop.best_step, loop.bad_evals = value, loop.step, 0
             best = {
@@ -721,6 +874,8 @@ def _train_transformer(
             }
         else:
             loop.bad_evals += 1
+        if not dist.is_main:
+            return tr.early_stopping_patience > 0 and loop.bad_evals >= tr.early_stopping_patience
         entry = {
             "step": loop.step,
             "epoch": round(loop.step / per_epoch, 4),
@@ -757,20 +912,32 @@ def _train_transformer(
                 lr = tr.lr * _lr_factor(loop.step, total, warmup)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                loss = _batch_loss(*forward(idx), targets[idx], grades[idx], tr, pos_weight)
-                if not bool(torch.isfinite(loss)):
+                optimizer.zero_grad(set_to_none=True)
+                part = dist.shard(idx)
+                loss = None
+                if part:  # a short last batch may leave a rank without rows
+                    loss = _batch_loss(
+                        *forward(part),
+                        targets[part],
+                        grades[part],
+                        tr,
+                        pos_weight,
+                        n_rows=len(idx),
+                        n_graded=int(torch.isfinite(grades[idx]).sum()),
+                    )
+                    loss.backward()
+                batch_loss = _reduce_gradients(params, loss, dist)
+                if not math.isfinite(batch_loss):
                     raise TrainingError(
-                        f"the training loss is {float(loss)} at step {loop.step + 1}; lower training.lr "
+                        f"the training loss is {batch_loss} at step {loop.step + 1}; lower training.lr "
                         f"(now {tr.lr:g}) or check the data"
                     )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
                 if tr.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(params, tr.grad_clip)
                 optimizer.step()
                 loop.step += 1
                 loop.batch = b + 1
-                loop.losses.append(float(loss.detach()))
+                loop.losses.append(batch_loss)
                 if bar is not None:
                     rate = (
                         (loop.step - first_step)
@@ -836,11 +1003,16 @@ def fit_estimator(
     log: Log = no_log,
     cache_embeddings: bool | None = None,
     cache_dir: Path | None = None,
+    dist: Distributed = SINGLE,
 ) -> FitOutcome:
     """Train the configured model kind; ``val`` drives early stopping (transformer only).
 
     ``cache_embeddings`` (default: when ``finetune="heads"``) trains the heads on
     window embeddings computed once, kept on disk under ``cache_dir`` if given.
+    ``dist`` (from :func:`~kocscope.training.distributed.data_parallel`) trains a
+    transformer data parallel; every rank must call this with the same arguments
+    and all end with the same weights (the history is kept on rank 0 only).
+    A lexical model ignores it: it is one process's fit.
     """
     lexical = config.model.kind == "lexical"
     estimator = make_estimator(
@@ -859,6 +1031,7 @@ def fit_estimator(
         log=log,
         cache_embeddings=cache_embeddings,
         cache_dir=cache_dir,
+        dist=dist,
     )
 
 
@@ -956,19 +1129,55 @@ def _save_with_record(estimator: Any, target: Path, extra: dict[str, Any]) -> Pa
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train, calibrate, evaluate and save a model as ``config`` says; see the module docstring."""
-    from kocscope.training.report import write_report
+    """Train, calibrate, evaluate and save a model as ``config`` says; see the module docstring.
 
+    Under torchrun every rank calls this; a transformer trains data parallel, a
+    lexical model on rank 0 alone. Rank 0 writes everything, the other ranks wait
+    for it and return the same result, read back from ``train_result.json``.
+    """
     if not config.output:
         raise ConfigError("no output folder: set `output` in the config or pass --output")
+    if config.model.kind == "stack":  # components, then the combiner: kocscope.training.stacking
+        from kocscope.training.stacking import train_stack
+
+        return train_stack(config, resume=resume, progress=progress)
     out = Path(config.output)
+    with data_parallel(config.training.device) as dist:
+        result = None
+        if dist.is_main or config.model.kind != "lexical":
+            result = _train_run(config, out, resume, progress and dist.is_main, dist)
+        dist.barrier()  # rank 0's files are complete
+        if result is None:
+            result = TrainResult.from_dict(
+                json.loads((out / "train_result.json").read_text(encoding="utf-8"))
+            )
+    return result
+
+
+def _train_run(
+    config: TrainConfig, out: Path, resume: bool, progress: bool, dist: Distributed
+) -> TrainResult | None:
+    """One rank's share of :func:`train`; None on ranks > 0, which write nothing."""
+    from kocscope.training.report import write_report
+
     log = stderr_log(progress)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    with torch_threads(config.training.threads) as threads:
+    # ranks on one node share its cores
+    threads = config.training.threads or max(1, physical_cores() // dist.local_world_size)
+    with torch_threads(threads):
         data = load_training_data(config)
         timings["load_data"] = time.perf_counter() - t0
         log(f"data: {data.summary()}")
+        if dist.active:
+            log(
+                f"data parallel: {dist.world_size} ranks ({dist.backend}); "
+                + (
+                    "a lexical model fits in one process: rank 0 trains it, the others wait"
+                    if config.model.kind == "lexical"
+                    else f"each takes its share of every batch of {config.training.batch_size}"
+                )
+            )
         if resume and config.model.kind == "lexical":
             log("note: a lexical model trains in one step; --resume simply fits it again")
         t = time.perf_counter()
@@ -981,8 +1190,11 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             progress=progress,
             log=log,
             cache_dir=out / EMBEDDING_CACHE_DIR,
+            dist=dist,
         )
         timings["train"] = time.perf_counter() - t
+        if not dist.is_main:
+            return None
         t = time.perf_counter()
         estimator = fit.estimator
         outputs, choice = calibrate(estimator, data.validation, config)
@@ -1003,6 +1215,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         "peak_memory_mb": round(peak, 1),
         "device": fit.device,
         "threads": threads,
+        "world_size": dist.world_size if config.model.kind != "lexical" else 1,
         "steps": fit.steps,
         "epochs_completed": fit.epochs_completed,
         "best_step": fit.best_step,

@@ -29,6 +29,7 @@ __all__ = [
     "ThresholdConfig",
     "TrainConfig",
     "TrainingConfig",
+    "component_config",
     "config_from_dict",
     "load_config",
     "parse_override",
@@ -69,10 +70,17 @@ class SplitConfig:
 
 @dataclass
 class ModelConfig:
-    """Which model kind to train; ``settings`` go to that class's ``__init__``."""
+    """Which model kind to train; ``settings`` go to that class's ``__init__``.
 
-    kind: Literal["lexical", "transformer"] = "lexical"
+    ``kind: stack`` (see kocscope.training.stacking) also needs ``components``:
+    name -> {kind: lexical|transformer, settings: {...}, training: {...}}, where
+    ``training`` overrides keys of the ``training`` section for that component;
+    ``settings`` then holds the combiner's (C, language_features, cv_folds, seed).
+    """
+
+    kind: Literal["lexical", "transformer", "stack"] = "lexical"
     settings: dict[str, Any] = field(default_factory=dict)
+    components: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -414,22 +422,31 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
             data["dataset"] = str((base_dir / dataset).resolve())
         raw = {**raw, "data": data}
     model = raw.get("model")
-    if isinstance(model, dict) and isinstance(model.get("settings"), dict):
-        encoder = model["settings"].get("base_encoder")
-        if isinstance(encoder, str) and ":" not in encoder and (base_dir / encoder).is_dir():
-            raw = {
-                **raw,
-                "model": {
-                    **model,
-                    "settings": {
-                        **model["settings"],
-                        "base_encoder": str((base_dir / encoder).resolve()),
-                    },
-                },
+    if isinstance(model, dict):
+        model = dict(model)
+        if "settings" in model:
+            model["settings"] = _resolve_encoder(model["settings"], base_dir)
+        if isinstance(model.get("components"), dict):
+            model["components"] = {
+                name: {**spec, "settings": _resolve_encoder(spec.get("settings"), base_dir)}
+                if isinstance(spec, dict) and "settings" in spec
+                else spec
+                for name, spec in model["components"].items()
             }
+        raw = {**raw, "model": model}
     if isinstance(raw.get("output"), str):
         raw = {**raw, "output": _absolute(raw["output"], base_dir)}
     return raw
+
+
+def _resolve_encoder(settings: Any, base_dir: Path) -> Any:
+    """A relative local ``base_encoder`` folder in model settings, made absolute."""
+    if not isinstance(settings, dict):
+        return settings
+    encoder = settings.get("base_encoder")
+    if isinstance(encoder, str) and ":" not in encoder and (base_dir / encoder).is_dir():
+        return {**settings, "base_encoder": str((base_dir / encoder).resolve())}
+    return settings
 
 
 def _absolute(value: str, base_dir: Path) -> str:
@@ -494,3 +511,80 @@ def _validate(config: TrainConfig, where: str) -> None:
         raise ConfigError(
             f"{where}: threshold.target_precision must be in (0, 1], got {config.threshold.target_precision}"
         )
+    _validate_components(config, where)
+
+
+# the combiner settings of model.kind: stack -> (check, what it must be)
+_STACK_SETTINGS = {
+    "C": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf"), "a number > 0"),
+    "language_features": (lambda v: isinstance(v, bool), "true or false"),
+    "cv_folds": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2, "a whole number >= 2"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+}
+_COMPONENT_KEYS = ("kind", "settings", "training")
+
+
+def _validate_components(config: TrainConfig, where: str) -> None:
+    """model.components: only for a stack, each a known non-stack kind with checked training overrides.
+
+    The overrides are coerced in place, so ``training: {lr: 3e-5}`` reaches the
+    trainer as a number; model settings are checked by the model class when the
+    stack starts, before any component trains.
+    """
+    model = config.model
+    if model.kind != "stack":
+        if model.components:
+            raise ConfigError(f"{where}: model.components is only read for model.kind: stack, not {model.kind}")
+        return
+    if not model.components:
+        raise ConfigError(
+            f"{where}: model.kind stack needs model.components, e.g. "
+            "{lexical: {kind: lexical}, transformer: {kind: transformer, settings: {finetune: heads}}}"
+        )
+    for key, value in model.settings.items():
+        if key not in _STACK_SETTINGS:
+            raise ConfigError(
+                f"{where}: model.settings.{key} is not a stack setting; valid: {', '.join(_STACK_SETTINGS)} "
+                "(component settings go under model.components.<name>.settings)"
+            )
+        check, wanted = _STACK_SETTINGS[key]
+        if not check(value):
+            raise ConfigError(f"{where}: model.settings.{key} must be {wanted}, got {value!r}")
+    from kocscope.models.stacking import COMPONENT_KINDS, check_component_name
+
+    valid_training = _valid_keys(TrainingConfig)
+    hints = get_type_hints(TrainingConfig)
+    for name, spec in model.components.items():
+        at = f"model.components.{name}"
+        problem = check_component_name(name)
+        if problem:
+            raise ConfigError(f"{where}: {at}: {problem}")
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{where}: {at} must be a mapping with kind, settings and training, got {spec!r}")
+        unknown = [k for k in spec if k not in _COMPONENT_KEYS]
+        if unknown:
+            raise ConfigError(f"{where}: {at}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(_COMPONENT_KEYS)}")
+        if spec.get("kind") not in COMPONENT_KINDS:
+            raise ConfigError(f"{where}: {at}.kind must be one of {', '.join(COMPONENT_KINDS)}, got {spec.get('kind')!r}")
+        for section in ("settings", "training"):
+            if not isinstance(spec.get(section) or {}, Mapping):
+                raise ConfigError(f"{where}: {at}.{section} must be a mapping, got {spec.get(section)!r}")
+        overrides = dict(spec.get("training") or {})
+        for key, value in overrides.items():
+            if key not in valid_training:
+                raise ConfigError(f"{where}: {at}.training: unknown key {key!r}; valid keys: {', '.join(valid_training)}")
+            overrides[key] = _coerce(value, hints[key], f"{at}.training.{key}", where)
+        model.components[name] = {"kind": spec["kind"], "settings": dict(spec.get("settings") or {}), "training": overrides}
+        component_config(config, name, where)  # the merged recipe must itself be valid
+
+
+def component_config(config: TrainConfig, name: str, where: str = "config") -> TrainConfig:
+    """The TrainConfig that trains stack component ``name``: the stack's data, split,
+    calibration and threshold, the component's model, the training section with its
+    overrides, and output ``<output>/components/<name>``."""
+    spec = config.model.components[name]
+    raw = config.to_dict()
+    raw["model"] = {"kind": spec["kind"], "settings": dict(spec.get("settings") or {})}
+    raw["training"] = {**raw["training"], **(spec.get("training") or {})}
+    raw["output"] = str(Path(config.output) / "components" / name) if config.output else None
+    return config_from_dict(raw, source=f"{where}: model.components.{name}")
