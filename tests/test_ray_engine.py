@@ -19,7 +19,7 @@ from kocscope.cli import app
 from kocscope.data.io import RecordWriter, iter_rows, read_posts, write_records
 from kocscope.data.io import folder_files
 from kocscope.data.records import RecordError
-from kocscope.inference.api import load_model
+from kocscope.inference.api import DEFAULT_MODEL_DIR, load_model
 from kocscope.inference.ray_engine import (
     MARKER_FILE,
     bundle_files,
@@ -29,7 +29,7 @@ from kocscope.inference.ray_engine import (
     shard_rows,
 )
 from kocscope.inference.scoring import score_files
-from kocscope.models.bundle import BundleError
+from kocscope.models.bundle import BundleError, read_bundle_config
 from kocscope.models.lexical import LexicalModel
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -109,7 +109,10 @@ def test_parquet_and_csv_shards_read_like_the_whole_file(tmp_path: Path) -> None
 def test_shipped_bundle_is_verified_and_stays_inside_its_folder(tmp_path: Path) -> None:
     files = bundle_files(None)
     assert {"manifest.json", "config.json"} <= set(files)
-    assert load_shipped_bundle(files).kind == "lexical"
+    shipped = load_shipped_bundle(files)
+    assert shipped.kind == read_bundle_config(DEFAULT_MODEL_DIR)["kind"]
+    text = "Bought it myself, honest review: the battery lasts two days."
+    assert shipped.score([text])[0].p_promotion == load_model().score([text])[0].p_promotion
     tampered = dict(files, **{"config.json": files["config.json"] + b" "})
     with pytest.raises(BundleError, match="sha256"):
         load_shipped_bundle(tampered)

@@ -869,6 +869,21 @@ def conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def replace_dir(src: Path, dst: Path) -> None:
+    """Put the finished folder ``src`` in place of ``dst`` with renames only, so
+    readers see the old folder or the new one, never a half-written one."""
+    import shutil
+    import tempfile
+
+    if dst.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
+        os.replace(dst, old / dst.name)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
 class RecordWriter:
     """Write records one by one; the file appears, complete, only on success.
 

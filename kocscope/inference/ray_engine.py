@@ -44,6 +44,7 @@ from kocscope.data.io import (
     folder_files,
     iter_rows,
     read_posts,
+    replace_dir,
 )
 from kocscope.data.records import RecordError, SchemaError
 from kocscope.inference.api import DEFAULT_MODEL_DIR, DEFAULT_WINDOW, KocscopeModel
@@ -394,16 +395,6 @@ def _check_output(out_dir: Path) -> None:
         )
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:12]}.old")
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
-
-
 # -- driver ------------------------------------------------------------------------------
 @contextmanager
 def ray_session(address: str | None, num_cpus: int | None, object_store_bytes: int) -> Iterator[Any]:
@@ -544,7 +535,7 @@ def score_files_ray(
                       "shard_format": form, "model": str(model) if model is not None else "default",
                       "summary": summary.to_dict()}
             (work / MARKER_FILE).write_text(json.dumps(marker, ensure_ascii=False, indent=2), encoding="utf-8")
-            _replace_dir(work, out_dir)
+            replace_dir(work, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     summary.seconds = time.perf_counter() - started

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kocscope.data.io import replace_dir
+
 BUNDLE_FORMAT = 1
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
@@ -73,7 +75,7 @@ def save_bundle(
         files = {name: sha256_file(tmp / name) for name in _member_files(tmp)}
         manifest = {"format": BUNDLE_FORMAT, "files": files}
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-        _replace_dir(tmp, target)
+        replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -95,16 +97,6 @@ def _readable_by_all(folder: Path) -> None:
             os.chmod(path, 0o777 & ~umask)
         elif path.is_file():
             os.chmod(path, 0o666 & ~umask)
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    if dst.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
-        os.replace(dst, old / dst.name)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
 
 
 def read_bundle_config(directory: str | os.PathLike[str], expected_kind: str | None = None) -> dict[str, Any]:

@@ -471,7 +471,8 @@ def _save_checkpoint(
     holds the RNG states of ranks > 0 under data-parallel training."""
     from safetensors.torch import save_file
 
-    from kocscope.models.bundle import _replace_dir, sha256_file
+    from kocscope.data.io import replace_dir
+    from kocscope.models.bundle import sha256_file
 
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -499,7 +500,7 @@ def _save_checkpoint(
         (tmp / STATE_FILE).write_text(
             json.dumps(state, ensure_ascii=False, indent=1, allow_nan=False), encoding="utf-8"
         )
-        _replace_dir(tmp, directory)
+        replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
