@@ -1,6 +1,5 @@
 import json
 import unicodedata
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings

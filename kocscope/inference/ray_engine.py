@@ -41,7 +41,6 @@ from kocscope.data.io import (
     RawRow,
     RecordWriter,
     detect_format,
-    folder_files,
     iter_rows,
     read_posts,
     replace_dir,
