@@ -12,6 +12,15 @@ def test_card_states_training_time_memory_and_device() -> None:
     assert "## Training run" not in render_card({"kind": "lexical"})
 
 
+def test_stack_card_says_where_each_component_trained() -> None:
+    run = {"timings_s": {"combine": 60.0}, "device": "cpu", "components": {
+        "lexical": {"device": "cpu", "train_seconds": 30.0, "reused": False},
+        "transformer": {"device": "cuda", "train_seconds": 270.0, "reused": True}}}
+    card = render_card({"kind": "stack", "training_run": run})
+    assert ("Components: lexical trained on cpu in 0.5 min; transformer trained on cuda in 4.5 min "
+            "(an earlier run, kept by --resume).") in card
+
+
 def test_stack_card_compares_the_stack_with_each_component_alone() -> None:
     metrics = {"n": 10, "n_promotion": 4, "f1": 0.9, "macro_f1": 0.91, "roc_auc": 0.95, "pr_auc": 0.93, "ece": 0.02}
     card = render_card({"kind": "stack", "combiner": {"features": ["z:a"], "coef": [1.0], "intercept": 0.0},

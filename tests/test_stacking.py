@@ -225,6 +225,9 @@ def test_resume_reuses_finished_components(trained: tuple[Any, Any], tmp_path: P
     before = {name: stamp(name) for name in ("lexical", "transformer")}
     again = train(moved, resume=True, progress=False)
     assert {name: stamp(name) for name in before} == before
+    assert not any(k.startswith("component:") for k in again.timings)  # nothing trained this time
+    card = (out / "model" / "README.md").read_text(encoding="utf-8")
+    assert "transformer trained on cpu in " in card and "(an earlier run, kept by --resume)" in card
     assert again.metrics == result.metrics
     assert again.cross_fitted_metrics == result.cross_fitted_metrics
     # another setting of one component retrains that component only

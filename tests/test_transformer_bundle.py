@@ -34,7 +34,13 @@ def trained(base: str, **settings) -> TransformerPostModel:
 
 
 def assert_same_outputs(a: TransformerPostModel, b: TransformerPostModel) -> None:
+    """Bit-identical, except that a loaded LoRA bundle has its adapters merged into the
+    weights, which only reorders floating-point sums."""
     x, y = a.predict_outputs(TEXTS), b.predict_outputs(TEXTS)
+    if "lora" in (a.finetune, b.finetune):
+        np.testing.assert_allclose(x.logits, y.logits, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(x.seeding, y.seeding, rtol=0, atol=1e-5)
+        return
     assert torch.equal(torch.from_numpy(x.logits), torch.from_numpy(y.logits))
     assert torch.equal(torch.from_numpy(x.seeding), torch.from_numpy(y.seeding))
 
@@ -47,7 +53,7 @@ def assert_same_outputs(a: TransformerPostModel, b: TransformerPostModel) -> Non
         {"finetune": "top_layers", "top_layers": 1, "long_text": "head_tail", "head_ratio": 0.5},
     ],
 )
-def test_round_trip_is_bit_identical(tiny_encoder: str, tmp_path: Path, settings: dict) -> None:
+def test_round_trip_reproduces_outputs(tiny_encoder: str, tmp_path: Path, settings: dict) -> None:
     model = trained(tiny_encoder, **settings)
     model.metrics_ = {"f1": 0.5}
     model.save_pretrained(tmp_path / "bundle")
@@ -57,6 +63,8 @@ def test_round_trip_is_bit_identical(tiny_encoder: str, tmp_path: Path, settings
     assert loaded.calibration_config() == model.calibration_config()
     np.testing.assert_array_equal(loaded.predict(TEXTS), model.predict(TEXTS))
     assert loaded.metrics_ == {"f1": 0.5}
+    if settings["finetune"] == "lora":  # folded in at load, so scoring pays nothing for the adapters
+        assert loaded.merge_lora() == []
     generic = load_estimator(tmp_path / "bundle")
     assert isinstance(generic, TransformerPostModel)
     assert_same_outputs(model, generic)

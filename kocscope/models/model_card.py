@@ -67,11 +67,18 @@ def _training_note(config: dict[str, Any]) -> list[str]:
     where = run.get("device", "cpu")
     threads = f", {run['threads']} threads" if run.get("threads") else ""
     memory = f"; peak memory {run['peak_memory_mb']:,.0f} MB" if run.get("peak_memory_mb") else ""
+    parts = [
+        f"{name} trained on {c['device']} in {c['train_seconds'] / 60:.1f} min"
+        + (" (an earlier run, kept by --resume)" if c.get("reused") else "")
+        for name, c in (run.get("components") or {}).items()
+        if c.get("device") and c.get("train_seconds") is not None
+    ]
+    components = f" Components: {'; '.join(parts)}." if parts else ""
     return [
         "## Training run",
         f"`kocscope train` with the settings below (`train_config`), on {where}{threads}: "
-        f"{sum(timings.values()) / 60:.1f} min in all ({steps}){memory}. Times include reading "
-        "cached window embeddings where a cache was present.",
+        f"{sum(timings.values()) / 60:.1f} min in all ({steps}){memory}.{components} Times include "
+        "reading cached window embeddings where a cache was present.",
         "",
     ]
 

@@ -648,6 +648,8 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
         except (OSError, SafetensorError) as exc:
             raise BundleError(f"{adapter}: unreadable adapter weights ({exc})") from exc
         model._load_adapter(tensors, adapter)
+        if model.finetune == "lora":
+            model.merge_lora()  # a loaded bundle scores: fold the adapters into the weights once
         model.load_calibration_config(config)
         model.onnx_runtime_ = _onnx_record(config.get("runtime"), root)
         model.bundle_dir_ = root

@@ -211,6 +211,7 @@ def train_stack(
     )
 
     results: dict[str, TrainResult] = {}
+    reused_names: set[str] = set()
     for name, sub in subs.items():
         t = time.perf_counter()
         folder = out / COMPONENTS_DIR / name
@@ -219,10 +220,11 @@ def train_stack(
         if reused is not None:
             log(f"component {name}: its bundle matches config and data; not retrained (--resume)")
             results[name] = reused
-        else:
-            log(f"component {name}: training a {sub.model.kind} model into {folder}")
-            results[name] = train(sub, resume=resume, progress=progress)
-            write_json(folder / RECORD_FILE, record)
+            reused_names.add(name)
+            continue  # its own training time is in its record, not in this run's
+        log(f"component {name}: training a {sub.model.kind} model into {folder}")
+        results[name] = train(sub, resume=resume, progress=progress)
+        write_json(folder / RECORD_FILE, record)
         timings[f"component:{name}"] = time.perf_counter() - t
 
     val = data.validation
@@ -260,6 +262,7 @@ def train_stack(
     run = {
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "peak_memory_mb": round(peak_memory_mb(), 1),
+        "device": "cpu",  # the combiner's own steps; each component's device is below
         "threshold_choice": choice.to_dict(),
         "data": data.describe(),
         "components": {
@@ -268,6 +271,9 @@ def train_stack(
                 "metrics": r["metrics"],
                 "threshold": r["threshold"],
                 "steps": r["steps"],
+                "device": r["device"],
+                "train_seconds": (r.get("timings") or {}).get("total"),
+                "reused": name in reused_names,
             }
             for name, r in component_runs.items()
         },
