@@ -24,6 +24,7 @@ retrained; any other component is trained with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -173,6 +174,8 @@ def _reusable(folder: Path, record: dict[str, Any]) -> TrainResult | None:
         result = TrainResult.from_dict(
             json.loads((folder / "train_result.json").read_text(encoding="utf-8"))
         )
+        # the bundle where it is now: a run folder may have moved, or come from a GPU machine
+        result = dataclasses.replace(result, bundle_path=folder / MODEL_DIR, output_dir=folder)
         read_bundle_config(result.bundle_path)
     except (OSError, ValueError, TypeError, KeyError, BundleError):
         return None
