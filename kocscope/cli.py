@@ -791,7 +791,7 @@ def cv_command(
 
 @app.command("optimize")
 def optimize_command(
-    model: Path = typer.Argument(..., metavar="MODEL", help="Transformer bundle folder, e.g. runs/zhihu/model."),
+    model: Path = typer.Argument(..., metavar="MODEL", help="Transformer or stack bundle folder, e.g. runs/zhihu/model."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder for the new bundle; the source bundle is not changed."),
     check: list[str] = typer.Option(
         ..., "--check", help="Posts the two engines are compared on (.jsonl/.csv/.parquet); repeatable. "
@@ -809,9 +809,9 @@ def optimize_command(
     encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of JSONL/CSV inputs."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Export a transformer bundle to ONNX Runtime (optionally int8) after checking it agrees with torch.
+    """Export a transformer bundle, or each transformer inside a stack, to ONNX Runtime (fused kernels, int8 by default) after checking it agrees with torch.
 
-    Scores the --check posts with the torch engine and the optimized one, and writes a new bundle (the ONNX graph, plus the runtime it was validated with and the agreement figures in config.json) only when F1 against the gold labels moves by at most 0.5 points. kocscope score runs such a bundle on ONNX Runtime; --runtime torch still runs it on torch.
+    Scores the --check posts with the torch engine and the optimized one, and writes a new bundle (the ONNX graph, plus the runtime it was validated with and the agreement figures in config.json) only when F1 against the gold labels moves by at most 0.5 points; a stack is checked on its own labels. kocscope score runs such a bundle on ONNX Runtime; --runtime torch still runs it on torch.
 
     Example: kocscope optimize runs/zhihu/model -o runs/zhihu/model-int8 --check val.jsonl --positive-label 1 --negative-label 0
 

@@ -26,6 +26,7 @@ from kocscope.inference.onnx_runtime import (
     CheckSet,
     OnnxEncoder,
     export_encoder,
+    fuse_encoder,
     optimize_bundle,
     quantize_int8,
     read_check_set,
@@ -102,6 +103,18 @@ def test_fp32_graph_matches_torch(tiny_encoder: str, tmp_path: Path, settings: d
     assert np.max(np.abs(out.seeding - reference.seeding)) < 1e-4
 
 
+def test_fusion_keeps_the_outputs(tiny_encoder: str, tmp_path: Path) -> None:
+    model = make_model(tiny_encoder)
+    reference = model.predict_outputs(check_set().texts)
+    graph = export_encoder(model, tmp_path / "fp32.onnx")
+    fused = fuse_encoder(model, graph)
+    # 2 layers: each residual + LayerNorm pair (attention and FFN) becomes one kernel
+    assert fused.get("SkipLayerNormalization") == 4, fused
+    model.use_onnx(OnnxEncoder(graph, threads=1))
+    out = model.predict_outputs(check_set().texts)
+    assert np.max(np.abs(out.logits - reference.logits)) < 1e-4
+
+
 def test_int8_quantizes_all_but_the_narrowing_matmuls(tiny_encoder: str, tmp_path: Path) -> None:
     model = make_model(tiny_encoder)
     reference = model.predict_outputs(check_set().texts)
@@ -120,6 +133,7 @@ def test_optimized_bundle_records_runtime_and_loads_on_ort(bundle: Path, optimiz
     runtime = config["runtime"]
     assert runtime["engine"] == "onnxruntime" and runtime["onnx_file"] == ONNX_FILE
     assert runtime["quantization"] == "dynamic-int8" and runtime["opset"] == onnx_runtime.OPSET
+    assert runtime["fused_ops"].get("SkipLayerNormalization") == 4
     assert runtime["onnxruntime_version"] == sys.modules["onnxruntime"].__version__
     assert runtime["agreement"]["passed"] and runtime["forced"] is False
     assert runtime["agreement"]["n_posts"] == 24 and runtime["agreement"]["max_abs_p_diff"] > 0

@@ -251,6 +251,29 @@ def _check_resume(config: Any, result: Any, out: Path) -> None:
     assert stamp("transformer") != before["transformer"]
 
 
+def test_optimize_puts_a_stacks_transformer_on_onnx_runtime(trained: tuple[Any, Any], tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from kocscope.inference.onnx_runtime import ONNX_FILE, optimize_bundle, read_check_set
+
+    config, result = trained
+    check = read_check_set(config.data.validation)
+    done = optimize_bundle(result.bundle_path, tmp_path / "opt", check, int8=False, threads=1)
+    assert done.agreement.passed and done.agreement.labels_flipped == 0
+    assert (tmp_path / "opt" / "transformer" / ONNX_FILE).is_file()
+    assert not (tmp_path / "opt" / "lexical" / ONNX_FILE).exists()
+    record = read_bundle_config(tmp_path / "opt")["runtime"]
+    assert record["components"]["transformer"]["quantization"] == "none"
+    assert read_bundle_config(tmp_path / "opt" / "transformer")["runtime"]["agreement"] == record["agreement"]
+    optimized, source = load_estimator(tmp_path / "opt"), load_estimator(result.bundle_path)
+    assert optimized.set_runtime("auto") == "onnx" and source.set_runtime("auto") == "torch"
+    texts = check.texts[:20]
+    np.testing.assert_allclose(
+        optimized.predict_proba(texts), source.predict_proba(texts), rtol=0, atol=1e-4
+    )
+    with pytest.raises(ValueError, match="has no encoder to optimize"):
+        optimize_bundle(result.bundle_path / "lexical", tmp_path / "lex", check)
+
+
 class FakeComponent:
     """A component whose logits are given per text: to test the combiner alone."""
 

@@ -3,9 +3,9 @@
 ``kocscope optimize`` exports the bundle's encoder and mean pooling (the part
 that costs: heads are two tiny linear layers and stay in torch, so window
 pooling is exactly the torch code) to one ONNX file with dynamic batch and
-sequence axes, optionally quantizes its MatMul weights to int8
-(``quantize_dynamic``), and writes a new bundle only after the optimized path
-agrees with the torch reference on a fixed set of posts: F1 may move by at
+sequence axes, fuses its BERT blocks into ONNX Runtime's fused kernels,
+optionally quantizes its MatMul weights to int8 (``quantize_dynamic``), and
+writes a new bundle only after the optimized path agrees with the torch reference on a fixed set of posts: F1 may move by at
 most 0.5 points. The bundle records the runtime it was validated with and
 the agreement figures, so a user can see what the speed cost.
 
@@ -166,6 +166,36 @@ def export_encoder(model: TransformerPostModel, path: str | os.PathLike[str]) ->
         )
         program.save(str(target), external_data=False)
     return target
+
+
+# Encoders whose exported graph ONNX Runtime's BERT fusions understand.
+FUSABLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta")
+
+
+def fuse_encoder(model: TransformerPostModel, path: str | os.PathLike[str]) -> dict[str, int]:
+    """Rewrite an exported BERT-family graph in place with ONNX Runtime's fused kernels
+    (bias + GELU, residual + LayerNorm, ...); return the count of each fused op.
+
+    The session's own optimizer does not make these fusions; on e5-small they made
+    the fp32 graph about 1.35x as fast (outputs within 2e-5) and the int8 graph
+    about 1.6x. Other encoder types are left as exported (an empty dict).
+    """
+    require_onnxruntime("graph fusion")
+    config = model.module_.encoder.config
+    if config.model_type not in FUSABLE_MODEL_TYPES:
+        return {}
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with _quiet_logger(""), contextlib.redirect_stdout(io.StringIO()):
+        fused = optimize_model(
+            str(path),
+            model_type="bert",
+            num_heads=int(config.num_attention_heads),
+            hidden_size=int(config.hidden_size),
+            opt_level=1,
+        )
+        fused.save_model_to_file(str(path))
+    return {op: n for op, n in fused.get_fused_operator_statistics().items() if n}
 
 
 def quantize_int8(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> dict[str, Any]:
@@ -395,14 +425,12 @@ def optimize_bundle(
 ) -> OptimizeResult:
     """Export, optionally quantize, check against torch, then write a new bundle at ``output``.
 
-    Raises AgreementError (nothing written) when F1 on ``check`` moves by more than
+    A stack has each transformer component optimized in its sub-folder and is
+    checked whole: its own labels are what users get. Raises AgreementError
+    (nothing written) when F1 on ``check`` moves by more than
     ``tolerance_f1_points`` and ``force`` is off. The source bundle is not touched.
     """
-    import onnx
-    import torch
-
-    from kocscope.models.bundle import read_bundle_config, save_bundle
-    from kocscope.models.modeling import ADAPTER_FILE, TransformerPostModel
+    from kocscope.models.bundle import load_estimator, read_bundle_config, save_bundle
 
     ort = require_onnxruntime("kocscope optimize")
     check.require_both_classes()
@@ -411,10 +439,18 @@ def optimize_bundle(
         raise ValueError(
             f"{target}: write the optimized bundle to a new folder, not over its source"
         )
-    config = read_bundle_config(root, expected_kind="transformer")
-    model = TransformerPostModel.from_pretrained(root, runtime="torch")
+    config = read_bundle_config(root)
+    if config.get("kind") not in ("transformer", "stack"):
+        raise ValueError(
+            f"{root}: a {config.get('kind')!r} bundle has no encoder to optimize; "
+            "kocscope optimize takes a transformer bundle or a stack with one"
+        )
+    model = load_estimator(root)
+    model.set_runtime("torch")
+    names = [n for n, c in getattr(model, "components", {}).items() if c.kind == "transformer"]
+    if config["kind"] == "stack" and not names:
+        raise ValueError(f"{root}: this stack has no transformer component to optimize")
     seconds: dict[str, float] = {}
-
     started = time.perf_counter()
     reference = model.predict_outputs(check.texts)
     seconds["reference"] = time.perf_counter() - started
@@ -422,28 +458,18 @@ def optimize_bundle(
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.onnx.", dir=target.parent))
     try:
         started = time.perf_counter()
-        graph = export_encoder(model, work / "fp32.onnx")
+        if config["kind"] == "transformer":
+            graphs = {"": _onnx_graph(model, work, int8, threads)}
+        else:
+            graphs = {name: _onnx_graph(model.components[name], work / name, int8, threads) for name in names}
         seconds["export"] = time.perf_counter() - started
-        quantized: dict[str, Any] = {}
-        if int8:
-            started = time.perf_counter()
-            quantized = quantize_int8(graph, work / "int8.onnx")
-            graph = work / "int8.onnx"
-            seconds["quantize"] = time.perf_counter() - started
-        model.use_onnx(OnnxEncoder(graph, threads=threads))
         started = time.perf_counter()
         optimized = model.predict_outputs(check.texts)
         seconds["optimized"] = time.perf_counter() - started
         agreement = compare_outputs(model, reference, optimized, check, tolerance_f1_points)
         runtime = {
             "engine": "onnxruntime",
-            "onnx_file": ONNX_FILE,
             "onnxruntime_version": ort.__version__,
-            "onnx_version": onnx.__version__,
-            "exported_with": f"torch {torch.__version__} (torch.onnx dynamo exporter)",
-            "opset": OPSET,
-            "quantization": QUANTIZATIONS[1] if int8 else QUANTIZATIONS[0],
-            **({"quantized": quantized} if quantized else {}),
             "agreement": agreement.to_dict(),
             "forced": bool(force and not agreement.passed),
         }
@@ -455,14 +481,65 @@ def optimize_bundle(
                 f"{agreement.max_abs_p_diff:.4f}); nothing written (--force writes it anyway)",
                 agreement,
             )
-        settings = {k: v for k, v in config.items() if k not in ("format", "runtime")}
-        settings["runtime"] = runtime
+        if config["kind"] == "transformer":
+            graph, record = graphs[""]
+            runtime = {**record, **runtime}
+            settings = {k: v for k, v in config.items() if k not in ("format", "runtime")}
+            settings["runtime"] = runtime
+            bundle = save_bundle(target, settings, lambda tmp: _write_component(root, graph, tmp))
+        else:
+            # each optimized component records the check of the whole stack it was made for
+            runtime["components"] = {name: record for name, (_, record) in graphs.items()}
+            settings = {k: v for k, v in config.items() if k not in ("format", "runtime")}
+            settings["runtime"] = runtime
 
-        def write(tmp: Path) -> None:
-            shutil.copyfile(root / ADAPTER_FILE, tmp / ADAPTER_FILE)
-            os.replace(graph, tmp / ONNX_FILE)
+            def write(tmp: Path) -> None:
+                for name in model.component_names:
+                    if name in graphs:
+                        graph, record = graphs[name]
+                        sub = read_bundle_config(root / name)
+                        sub = {k: v for k, v in sub.items() if k not in ("format", "runtime")}
+                        sub["runtime"] = {**record, **{k: v for k, v in runtime.items() if k != "components"}}
+                        save_bundle(tmp / name, sub, lambda t, n=name, g=graph: _write_component(root / n, g, t))
+                    else:
+                        shutil.copytree(root / name, tmp / name)
 
-        bundle = save_bundle(target, settings, write)
+            bundle = save_bundle(target, settings, write)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return OptimizeResult(bundle=bundle, runtime=runtime, agreement=agreement, seconds=seconds)
+
+
+def _onnx_graph(
+    model: TransformerPostModel, work: Path, int8: bool, threads: int | None
+) -> tuple[Path, dict[str, Any]]:
+    """Export, fuse and optionally quantize one transformer's encoder under ``work``, switch
+    the model to it, and return the graph with its runtime record (agreement not included)."""
+    import onnx
+    import torch
+
+    work.mkdir(parents=True, exist_ok=True)
+    graph = export_encoder(model, work / "fp32.onnx")
+    fused = fuse_encoder(model, graph)
+    quantized: dict[str, Any] = {}
+    if int8:
+        quantized = quantize_int8(graph, work / "int8.onnx")
+        graph = work / "int8.onnx"
+    model.use_onnx(OnnxEncoder(graph, threads=threads))
+    return graph, {
+        "onnx_file": ONNX_FILE,
+        "onnx_version": onnx.__version__,
+        "exported_with": f"torch {torch.__version__} (torch.onnx dynamo exporter)",
+        "opset": OPSET,
+        "fused_ops": fused,
+        "quantization": QUANTIZATIONS[1] if int8 else QUANTIZATIONS[0],
+        **({"quantized": quantized} if quantized else {}),
+    }
+
+
+def _write_component(source: Path, graph: Path, tmp: Path) -> None:
+    """An optimized transformer bundle's own files: its adapter and the graph."""
+    from kocscope.models.modeling import ADAPTER_FILE
+
+    shutil.copyfile(source / ADAPTER_FILE, tmp / ADAPTER_FILE)
+    shutil.copyfile(graph, tmp / ONNX_FILE)
