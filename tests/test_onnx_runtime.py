@@ -108,8 +108,8 @@ def test_fusion_keeps_the_outputs(tiny_encoder: str, tmp_path: Path) -> None:
     reference = model.predict_outputs(check_set().texts)
     graph = export_encoder(model, tmp_path / "fp32.onnx")
     fused = fuse_encoder(model, graph)
-    # 2 layers: each residual + LayerNorm pair (attention and FFN) becomes one kernel
-    assert fused.get("SkipLayerNormalization") == 4, fused
+    # 2 layers: each attention block, and each residual + LayerNorm pair, becomes one kernel
+    assert fused.get("SkipLayerNormalization") == 4 and fused.get("Attention") == 2, fused
     model.use_onnx(OnnxEncoder(graph, threads=1))
     out = model.predict_outputs(check_set().texts)
     assert np.max(np.abs(out.logits - reference.logits)) < 1e-4
