@@ -835,12 +835,16 @@ def optimize_command(
         typer.echo(json.dumps({"written": True, **result.to_dict()}, ensure_ascii=False))
         return
     a = result.agreement
-    typer.echo(f"wrote {result.bundle} ({result.runtime['quantization']}, onnxruntime {result.runtime['onnxruntime_version']})")
+    runtime = result.runtime
+    quantization = runtime.get("quantization") or ", ".join(  # a stack: per transformer component
+        f"{name} {record['quantization']}" for name, record in runtime.get("components", {}).items()
+    )
+    typer.echo(f"wrote {result.bundle} ({quantization}, onnxruntime {runtime['onnxruntime_version']})")
     typer.echo(
         f"agreement on {a.n_posts} posts ({a.n_labelled} labelled): F1 {a.f1_reference:.4f} -> {a.f1_optimized:.4f} "
         f"({a.f1_change_points:+.2f} points), {a.labels_flipped} labels flipped, |p diff| max {a.max_abs_p_diff:.4f} "
         f"mean {a.mean_abs_p_diff:.5f}, |seeding diff| max {a.max_abs_seeding_diff:.4f}"
-        + ("  [FORCED past the tolerance]" if result.runtime["forced"] else "")
+        + ("  [FORCED past the tolerance]" if runtime["forced"] else "")
     )
 
 

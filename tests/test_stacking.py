@@ -272,6 +272,10 @@ def test_optimize_puts_a_stacks_transformer_on_onnx_runtime(trained: tuple[Any, 
     )
     with pytest.raises(ValueError, match="has no encoder to optimize"):
         optimize_bundle(result.bundle_path / "lexical", tmp_path / "lex", check)
+    val = str(config.data.validation[0])
+    done = CliRunner().invoke(app, ["optimize", str(result.bundle_path), "-o", str(tmp_path / "cli"), "--check", val])
+    assert done.exit_code == 0, done.output
+    assert "(transformer dynamic-int8, onnxruntime" in done.stdout and "agreement on 90 posts" in done.stdout
 
 
 class FakeComponent:
