@@ -109,6 +109,7 @@ _RESUME_FREE = {
     "training.threads",
     "training.device",
     "training.checkpoint_every_steps",
+    "training.gradient_checkpointing",
     "calibration.method",
     "threshold.rule",
     "threshold.target_precision",
@@ -740,6 +741,13 @@ def _train_transformer(
     if dist.rank:  # after the seeded initialisation: each rank its own dropout masks
         torch.manual_seed(_rank_seed(tr.seed, dist.rank))
     frozen = estimator.finetune == "heads"
+    if tr.gradient_checkpointing:
+        if frozen:
+            raise ConfigError(
+                "training.gradient_checkpointing needs a fine-tuned encoder (finetune lora or top_layers); "
+                "finetune=heads computes no gradients through the encoder"
+            )
+        module.encoder.activation_checkpointing_enable()
     if cache_embeddings is None:
         cache_embeddings = config.training.cache_embeddings
     if cache_embeddings is None:
