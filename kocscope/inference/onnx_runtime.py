@@ -473,7 +473,7 @@ def optimize_bundle(
         optimized = model.predict_outputs(check.texts)
         seconds["optimized"] = time.perf_counter() - started
         agreement = compare_outputs(model, reference, optimized, check, tolerance_f1_points)
-        runtime = {
+        checked = {
             "engine": "onnxruntime",
             "onnxruntime_version": ort.__version__,
             "agreement": agreement.to_dict(),
@@ -489,28 +489,24 @@ def optimize_bundle(
             )
         if config["kind"] == "transformer":
             graph, record = graphs[""]
-            runtime = {**record, **runtime}
-            settings = {k: v for k, v in config.items() if k not in ("format", "runtime")}
-            settings["runtime"] = runtime
-            bundle = save_bundle(target, settings, lambda tmp: _write_component(root, graph, tmp))
+            runtime = {**record, **checked}
+            bundle = save_bundle(
+                target, _with_runtime(config, runtime), lambda tmp: _write_component(root, graph, tmp)
+            )
         else:
-            # each optimized component records the check of the whole stack it was made for
-            runtime["components"] = {name: record for name, (_, record) in graphs.items()}
-            settings = {k: v for k, v in config.items() if k not in ("format", "runtime")}
-            settings["runtime"] = runtime
+            runtime = {**checked, "components": {name: record for name, (_, record) in graphs.items()}}
 
             def write(tmp: Path) -> None:
                 for name in model.component_names:
-                    if name in graphs:
-                        graph, record = graphs[name]
-                        sub = read_bundle_config(root / name)
-                        sub = {k: v for k, v in sub.items() if k not in ("format", "runtime")}
-                        sub["runtime"] = {**record, **{k: v for k, v in runtime.items() if k != "components"}}
-                        save_bundle(tmp / name, sub, lambda t, n=name, g=graph: _write_component(root / n, g, t))
-                    else:
+                    if name not in graphs:
                         shutil.copytree(root / name, tmp / name)
+                        continue
+                    graph, record = graphs[name]
+                    # each optimized component records the check of the whole stack it was made for
+                    sub = _with_runtime(read_bundle_config(root / name), {**record, **checked})
+                    save_bundle(tmp / name, sub, lambda t, n=name, g=graph: _write_component(root / n, g, t))
 
-            bundle = save_bundle(target, settings, write)
+            bundle = save_bundle(target, _with_runtime(config, runtime), write)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return OptimizeResult(bundle=bundle, runtime=runtime, agreement=agreement, seconds=seconds)
@@ -541,6 +537,11 @@ def _onnx_graph(
         "quantization": QUANTIZATIONS[1] if int8 else QUANTIZATIONS[0],
         **({"quantized": quantized} if quantized else {}),
     }
+
+
+def _with_runtime(config: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any]:
+    """A bundle's settings with its runtime record replaced (``format`` is save_bundle's)."""
+    return {**{k: v for k, v in config.items() if k not in ("format", "runtime")}, "runtime": runtime}
 
 
 def _write_component(source: Path, graph: Path, tmp: Path) -> None:
