@@ -16,6 +16,7 @@ from kocscope.models.base import sigmoid
 from kocscope.training.metrics import (
     LENGTH_BUCKETS,
     classification_metrics,
+    ece_floor,
     expected_calibration_error,
     length_bucket,
     pr_curve,
@@ -143,6 +144,19 @@ def test_ece_calibrated_small_overconfident_large():
     logit_q = np.log(q / (1 - q))
     overconfident = sigmoid(3 * logit_q)
     assert expected_calibration_error(y, overconfident) > 0.1
+
+
+def test_ece_floor_is_what_sampling_noise_alone_gives():
+    rng = np.random.default_rng(3)
+    q = rng.random(130)
+    # the ECE of calibrated labels drawn many times averages to the floor
+    observed = [expected_calibration_error((rng.random(q.size) < q).astype(int), q) for _ in range(300)]
+    assert ece_floor(q, draws=300) == pytest.approx(np.mean(observed), rel=0.1)
+    assert ece_floor(q) > 0.05  # 130 rows: noise alone puts ECE above a 0.05 target
+    assert ece_floor(rng.random(100_000), draws=5) < 0.01
+    assert ece_floor([0.0, 1.0, 1.0]) == 0.0  # certain scores: nothing to draw
+    assert ece_floor([]) is None
+    assert classification_metrics([0, 1], [0.0, 1.0])["ece_floor"] == 0.0
 
 
 def test_reliability_bins_cover_every_row():

@@ -148,7 +148,14 @@ def test_cross_fitted_metrics_are_present_and_honest(trained: tuple[Any, Any]) -
     card = (result.bundle_path / "README.md").read_text(encoding="utf-8")
     assert "## Cross-fitted validation metrics" in card
     assert "z:transformer*is_non_zh" in card and "`lexical/`: lexical model" in card
-    assert "mean of the components' seeding outputs" in card
+    # the fixture's validation rows all carry a grade: seeding comes from the fitted combiner
+    seeding = crossfit["seeding"]
+    assert seeding["n"] == result.metrics["n"] and seeding["folds"] == 10
+    assert set(seeding["combiner"]["by_language"]) == set(seeding["mean"]["by_language"]) == {"zh", "en"}
+    assert bundle["seeding"]["graded_rows"] == 90
+    assert bundle["seeding"]["features"] == ["s:lexical", "s:transformer", "z:lexical", "z:transformer"]
+    assert "least squares on validation grades" in card and "| s:transformer |" in card
+    assert "components' mean |" in card
     tf_card = (result.bundle_path / "transformer" / "README.md").read_text(encoding="utf-8")
     assert "## Base encoder" in tf_card
 
@@ -170,7 +177,44 @@ def test_bundle_round_trip_is_bit_identical(trained: tuple[Any, Any], tmp_path: 
         read_bundle_config(result.bundle_path)["combiner"]["coef"]
     )
     assert np.allclose(first.logits, expected + stack.intercept_)
-    assert np.allclose(first.seeding, (parts["lexical"].seeding + parts["transformer"].seeding) / 2)
+    seeding = read_bundle_config(result.bundle_path)["seeding"]
+    linear = stack.seeding_features(parts) @ np.asarray(seeding["coef"]) + seeding["intercept"]
+    assert np.allclose(first.seeding, np.clip(linear, 0, 1))
+    assert ((first.seeding >= 0) & (first.seeding <= 1)).all()
+
+
+def test_seeding_field_is_checked_and_old_bundles_keep_the_mean(
+    trained: tuple[Any, Any], tmp_path: Path
+) -> None:
+    _, result = trained
+    texts = [r["text"] for r in bilingual_rows(12, 8, "x")]
+    copy = tmp_path / "stack"
+
+    def with_config(change: dict[str, Any]) -> Path:
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(result.bundle_path, copy)
+        config = json.loads((copy / "config.json").read_text(encoding="utf-8"))
+        config.update(change)
+        for key in [k for k, v in change.items() if v is None]:
+            del config[key]
+        (copy / "config.json").write_text(json.dumps(config), encoding="utf-8")
+        manifest = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+        manifest["files"]["config.json"] = sha256_file(copy / "config.json")
+        (copy / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+        return copy
+
+    # a bundle written before the seeding combiner: no flag, the mean rule by name
+    old = load_estimator(with_config({"seeding_combiner": None, "seeding": "mean of the components' seeding outputs"}))
+    parts = old.component_outputs(texts)
+    assert old.seeding_combiner is False and old.seeding_coef_ is None
+    assert np.allclose(old.predict_outputs(texts).seeding, (parts["lexical"].seeding + parts["transformer"].seeding) / 2)
+    seeding = read_bundle_config(result.bundle_path)["seeding"]
+    with pytest.raises(BundleError, match=r"field seeding.coef must be 4 finite numbers"):
+        load_estimator(with_config({"seeding": {**seeding, "coef": [1.0, float("nan"), 0.0, 0.0]}}))
+    with pytest.raises(BundleError, match=r"field seeding.features is"):
+        load_estimator(with_config({"seeding": {**seeding, "features": ["s:lexical"]}}))
+    with pytest.raises(BundleError, match=r"field seeding must be a mapping"):
+        load_estimator(with_config({"seeding": "median"}))
 
 
 def test_load_model_scores_and_explains(trained: tuple[Any, Any]) -> None:
@@ -283,12 +327,14 @@ class FakeComponent:
 
     kind = "lexical"
 
-    def __init__(self, logits: dict[str, float]) -> None:
+    def __init__(self, logits: dict[str, float], seeding: dict[str, float] | None = None) -> None:
         self.logits = logits
+        self.seeding = seeding
 
     def predict_outputs(self, texts: list[str], batch_size: int | None = None) -> ModelOutputs:
         z = np.array([self.logits[t] for t in texts])
-        return ModelOutputs(logits=z, seeding=np.full(len(texts), 0.5))
+        s = np.array([self.seeding[t] for t in texts]) if self.seeding else np.full(len(texts), 0.5)
+        return ModelOutputs(logits=z, seeding=s)
 
 
 def test_combiner_weighs_a_useful_component_over_noise() -> None:
@@ -307,6 +353,44 @@ def test_combiner_weighs_a_useful_component_over_noise() -> None:
         texts, y
     )
     assert swapped.coef_[1] > 0.8 and abs(swapped.coef_[0]) < 0.15 * swapped.coef_[1]
+
+
+def test_seeding_combiner_weighs_the_informative_head_and_falls_back_to_the_mean() -> None:
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(1)
+    n = 400
+    y = (rng.random(n) < 0.4).astype(int)
+    grade = rng.integers(0, 5, n) / 4
+    texts = [f"post {i}" for i in range(n)]
+    logits = dict(zip(texts, 2.0 * (2 * y - 1) + rng.normal(0, 1, n)))
+    # one head tracks the grade; the other is noise plus a promotion bonus the combiner must take out
+    good = FakeComponent(logits, dict(zip(texts, np.clip(grade + rng.normal(0, 0.1, n), 0, 1))))
+    bad = FakeComponent(logits, dict(zip(texts, np.clip(0.3 * rng.random(n) + 0.5 * y, 0, 1))))
+    graded = np.where(np.arange(n) < 300, grade, np.nan)  # ungraded rows do not count
+    stack = StackedModel({"good": good, "bad": bad}, language_features=False).fit(texts, y, seeding=graded)
+    assert stack.seeding_graded_rows_ == 300
+    w_good, w_bad = stack.seeding_coef_[:2]
+    assert w_good > 0.8 and abs(w_bad) < 0.2 * w_good
+    out = stack.predict_outputs(texts).seeding
+    assert ((out >= 0) & (out <= 1)).all()
+    mean = (good.predict_outputs(texts).seeding + bad.predict_outputs(texts).seeding) / 2
+    held = slice(300, None)  # rows the seeding combiner never saw
+    assert spearmanr(out[held], grade[held])[0] > spearmanr(mean[held], grade[held])[0] + 0.2
+
+    few = np.where(np.arange(n) < 19, grade, np.nan)
+    for fallback in (
+        StackedModel({"good": good, "bad": bad}).fit(texts, y, seeding=few),
+        StackedModel({"good": good, "bad": bad}, seeding_combiner=False).fit(texts, y, seeding=graded),
+        StackedModel({"good": good, "bad": bad}).fit(texts, y),
+    ):
+        assert fallback.seeding_coef_ is None
+        assert fallback.seeding_config() == "mean of the components' seeding outputs"
+        assert np.allclose(fallback.predict_outputs(texts).seeding, mean)
+    with pytest.raises(ValueError, match="seeding values must be grade / 4"):
+        StackedModel({"good": good}).fit(texts, y, seeding=grade * 4)
+    with pytest.raises(ValueError, match="seeding has 3 values for 400 texts"):
+        StackedModel({"good": good}).fit(texts, y, seeding=[0.5, 0.5, 0.5])
 
 
 def test_language_feature_follows_detect_lang() -> None:
@@ -345,6 +429,7 @@ def test_language_feature_follows_detect_lang() -> None:
             r"model.components.lex.training.lr must be a number",
         ),
         ({"settings": {"C": -1}}, r"model.settings.C must be a number > 0"),
+        ({"settings": {"seeding_combiner": "yes"}}, r"model.settings.seeding_combiner must be true or false"),
         ({"settings": {"n_features": 16}}, r"model.settings.n_features is not a stack setting"),
     ],
 )

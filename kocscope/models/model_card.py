@@ -83,8 +83,12 @@ def _training_note(config: dict[str, Any]) -> list[str]:
     ]
 
 
+def _num(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else "-"
+
+
 def _metric_row(name: str, m: dict[str, Any]) -> str:
-    cells = [f"{m[k]:.3f}" if isinstance(m.get(k), float) else "-" for k in _COMPARE]
+    cells = [_num(m.get(k)) for k in _COMPARE]
     return f"| {name} | {m.get('n', '-')} | {m.get('n_promotion', '-')} | " + " | ".join(cells) + " |"
 
 
@@ -117,13 +121,9 @@ def _stack_section(config: dict[str, Any]) -> list[str]:
         "text is not detected as Chinese) and its products with each logit. It is fitted on the "
         "validation rows, so its output is used as a calibrated logit as is (calibration "
         "method \"stack\"); the threshold is chosen on the same rows.",
-        f"Seeding strength: {config.get('seeding', 'not recorded')}.",
         "",
-        "| feature | weight |",
-        "|---|---|",
-        *(f"| {f} | {w:+.4f} |" for f, w in zip(combiner.get("features", []), combiner.get("coef", []))),
-        f"| intercept | {float(combiner.get('intercept', 0.0)):+.4f} |",
-        "",
+        *_weights_table(combiner),
+        *_seeding_lines(config.get("seeding")),
         "## Cross-fitted validation metrics",
         "Honest figures: the validation rows are split into stratified folds; for each, the "
         "combiner and threshold are fitted on the other folds and applied to it. The validation "
@@ -138,4 +138,41 @@ def _stack_section(config: dict[str, Any]) -> list[str]:
     lines += [_metric_row(f"{name} alone, all", m) for name, m in (crossfit.get("subsets") or {}).items()]
     lines += ["", "Each component alone is recalibrated and thresholded the same cross-fitted way, so the "
               "rows compare like with like."]
+    seeding = crossfit.get("seeding") or {}
+    if "combiner" in seeding:
+        lines += [
+            "",
+            f"Seeding strength, Spearman with the grades on the {seeding['n']:,} graded validation rows "
+            f"({seeding['folds']} folds; the combiner fitted on the other folds each time):",
+            "",
+            "| rows | seeding combiner | components' mean |",
+            "|---|---|---|",
+        ]
+        groups = {"all": (seeding["combiner"]["all"], seeding["mean"]["all"])}
+        for lang, m in seeding["combiner"]["by_language"].items():
+            groups[f"lang `{lang}` (n={m['n']})"] = (m, seeding["mean"]["by_language"][lang])
+        lines += [f"| {name} | {_num(a.get('spearman'))} | {_num(b.get('spearman'))} |" for name, (a, b) in groups.items()]
+    elif seeding.get("note"):
+        lines += ["", f"Seeding, cross-fitted: {seeding['note']}."]
     return lines
+
+
+def _weights_table(spec: dict[str, Any]) -> list[str]:
+    return [
+        "| feature | weight |",
+        "|---|---|",
+        *(f"| {f} | {w:+.4f} |" for f, w in zip(spec.get("features", []), spec.get("coef", []))),
+        f"| intercept | {float(spec.get('intercept', 0.0)):+.4f} |",
+        "",
+    ]
+
+
+def _seeding_lines(seeding: Any) -> list[str]:
+    if not isinstance(seeding, dict):
+        return [f"Seeding strength: {seeding or 'not recorded'}.", ""]
+    return [
+        f"Seeding strength: {seeding.get('model')}, fitted on {seeding.get('graded_rows', 0):,} graded "
+        "validation rows, over each component's seeding output `s:<name>` and promotion logit `z:<name>`:",
+        "",
+        *_weights_table(seeding),
+    ]

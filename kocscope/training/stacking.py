@@ -12,8 +12,10 @@ optimistic. The honest ones are cross-fitted: the validation rows are split
 into stratified folds (by label and Chinese / not), and for each fold the
 combiner and threshold are fitted on the others and applied to it; the same is
 done for each component alone (a one-logit combiner is a recalibration), so
-the gain of stacking shows on equal terms. They go to ``train_result.json``,
-the bundle's config and its card as ``cross_fitted_metrics``.
+the gain of stacking shows on equal terms. The seeding combiner is cross-fitted
+the same way on the graded validation rows and compared with the components'
+mean by Spearman (``seeding``). They go to ``train_result.json``, the bundle's
+config and its card as ``cross_fitted_metrics``.
 
 ``--resume``: a component whose bundle exists and whose record
 (``stack_component.json``: its resolved config, less what the trainer lets a
@@ -49,7 +51,13 @@ from kocscope.training.trainer import (
 )
 from kocscope.training.training_args import ConfigError, TrainConfig, component_config
 
-__all__ = ["COMPONENTS_DIR", "StackTrainResult", "cross_fitted_metrics", "train_stack"]
+__all__ = [
+    "COMPONENTS_DIR",
+    "StackTrainResult",
+    "cross_fitted_metrics",
+    "cross_fitted_seeding",
+    "train_stack",
+]
 
 COMPONENTS_DIR = "components"
 RECORD_FILE = "stack_component.json"
@@ -141,6 +149,46 @@ def cross_fitted_metrics(
             name: crossfit(features[:, cols])["all"] for name, cols in columns.items()
         }
     return result
+
+
+def cross_fitted_seeding(
+    features: np.ndarray,
+    mean_seeding: np.ndarray,
+    grades: np.ndarray,
+    langs: list[str],
+    *,
+    folds: int = 10,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Seeding figures on the graded validation rows: the seeding combiner fitted on the
+    other folds (``combiner``) against the components' mean (``mean``), overall and by language."""
+    from sklearn.model_selection import KFold
+
+    from kocscope.models.stacking import SEEDING_MIN_GRADED, fit_seeding_combiner
+    from kocscope.training.metrics import seeding_metrics
+
+    graded = ~np.isnan(np.asarray(grades, dtype=np.float64))
+    n = int(graded.sum())
+    if n < SEEDING_MIN_GRADED:
+        return {"note": f"not computed: {n} graded validation row(s), fewer than {SEEDING_MIN_GRADED}"}
+    x, g = np.asarray(features, dtype=np.float64)[graded], np.asarray(grades, dtype=np.float64)[graded]
+    lang, mean = np.asarray(langs)[graded], np.asarray(mean_seeding, dtype=np.float64)[graded]
+    k = min(int(folds), n)
+    predicted = np.empty(n)
+    for fit_rows, held in KFold(k, shuffle=True, random_state=seed).split(x):
+        if np.ptp(g[fit_rows]) > 0:
+            coef, intercept = fit_seeding_combiner(x[fit_rows], g[fit_rows])
+            predicted[held] = np.clip(x[held] @ coef + intercept, 0.0, 1.0)
+        else:  # one grade in the fitting folds: nothing to rank by
+            predicted[held] = g[fit_rows][0]
+
+    def figures(q: np.ndarray) -> dict[str, Any]:
+        return {
+            "all": seeding_metrics(g, q),
+            "by_language": {v: seeding_metrics(g[lang == v], q[lang == v]) for v in sorted(set(lang))},
+        }
+
+    return {"n": n, "folds": k, "seed": seed, "combiner": figures(predicted), "mean": figures(mean)}
 
 
 def _component_configs(config: TrainConfig) -> dict[str, TrainConfig]:
@@ -237,7 +285,15 @@ def train_stack(
         stack = StackedModel(components, **config.model.settings)
         outputs = stack.component_outputs(val.texts)
         features = stack.stack_features(val.texts, outputs)
-        stack.fit(val.texts, val.y, outputs=outputs)
+        stack.fit(val.texts, val.y, seeding=val.seeding, outputs=outputs)
+        log(
+            "seeding: "
+            + (
+                f"combiner fitted on {stack.seeding_graded_rows_:,} graded validation rows"
+                if stack.seeding_coef_ is not None
+                else f"the components' mean ({stack.seeding_graded_rows_:,} graded validation rows)"
+            )
+        )
         stacked = stack.outputs_from_components(val.texts, outputs)
         choice = _threshold_choice(val.y, stack.p_promotion(stacked.logits), config)
         stack.set_calibration(1.0, 0.0, choice.threshold, CALIBRATION_METHOD)
@@ -254,6 +310,14 @@ def train_stack(
             rule=config.threshold.rule,
             target_precision=config.threshold.target_precision,
             columns={name: [i] for i, name in enumerate(names)},
+        )
+        crossfit["seeding"] = cross_fitted_seeding(
+            stack.seeding_features(outputs),
+            np.mean([outputs[n].seeding for n in names], axis=0),
+            val.seeding,
+            val.langs,
+            folds=stack.cv_folds,
+            seed=stack.seed,
         )
         timings["cross_fit"] = time.perf_counter() - t
         t = time.perf_counter()

@@ -75,7 +75,7 @@ class ModelConfig:
     ``kind: stack`` (see kocscope.training.stacking) also needs ``components``:
     name -> {kind: lexical|transformer, settings: {...}, training: {...}}, where
     ``training`` overrides keys of the ``training`` section for that component;
-    ``settings`` then holds the combiner's (C, language_features, cv_folds, seed).
+    ``settings`` then holds the combiners' (C, language_features, cv_folds, seed, seeding_combiner).
     """
 
     kind: Literal["lexical", "transformer", "stack"] = "lexical"
@@ -523,6 +523,7 @@ _STACK_SETTINGS = {
     "language_features": (lambda v: isinstance(v, bool), "true or false"),
     "cv_folds": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2, "a whole number >= 2"),
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    "seeding_combiner": (lambda v: isinstance(v, bool), "true or false"),
 }
 _COMPONENT_KEYS = ("kind", "settings", "training")
 
