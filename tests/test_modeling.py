@@ -145,6 +145,20 @@ def test_predict_outputs_keeps_input_order_across_batches(tiny_encoder: str) -> 
     assert model.predict_outputs([]).logits.shape == (0,)
 
 
+def test_token_budget_follows_the_device_unless_set(tiny_encoder: str) -> None:
+    from kocscope.models.modeling import ACCELERATOR_BATCH_TOKENS, CPU_BATCH_TOKENS
+
+    model = make_model(tiny_encoder)
+    assert model.batch_tokens is None and model.token_budget() == CPU_BATCH_TOKENS
+    model.module_.to("meta")  # any non-CPU device: a GPU wants big batches
+    assert model.token_budget() == ACCELERATOR_BATCH_TOKENS
+    model.batch_tokens = 300
+    assert model.token_budget() == 300
+    for bad in (0, True, 2.5):
+        with pytest.raises(ValueError, match="batch_tokens must be an int >= 1 or None"):
+            make_model(tiny_encoder, batch_tokens=bad)
+
+
 def _frozen_embeddings(model: TransformerPostModel) -> bool:
     return not model.module_.encoder.get_input_embeddings().weight.requires_grad
 

@@ -33,6 +33,11 @@ RUNTIMES = ("auto", "torch", "onnx")  # auto: ONNX Runtime when the bundle carri
 LABEL_MAP = {name: i for i, name in enumerate(LABELS)}
 FINETUNE_SCOPES = ("heads", "lora", "top_layers")
 WINDOW_POOLINGS = ("max", "mean")
+# Token budget of a scoring batch when batch_tokens is None. On 2 CPU cores, e5-small ran
+# 1.3-2.3x faster in 1,024-token batches than in 16,384-token ones, short posts and long alike
+# (benchmarks/README.md); a GPU wants big batches.
+CPU_BATCH_TOKENS = 1024
+ACCELERATOR_BATCH_TOKENS = 16384
 _HEADS = ("promotion_head.", "seeding_head.")
 
 
@@ -198,7 +203,7 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
         lora_layers: int | None = None,
         top_layers: int = 2,
         dropout: float = 0.1,
-        batch_tokens: int = 16384,
+        batch_tokens: int | None = None,
         lexicon_version: str | None = None,
     ) -> None:
         self.base_encoder = base_encoder
@@ -274,8 +279,13 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
         )
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout!r}")
         need(
-            isinstance(self.batch_tokens, int) and self.batch_tokens >= 1,
-            f"batch_tokens must be an int >= 1, got {self.batch_tokens!r}",
+            self.batch_tokens is None
+            or (
+                isinstance(self.batch_tokens, int)
+                and not isinstance(self.batch_tokens, bool)
+                and self.batch_tokens >= 1
+            ),
+            f"batch_tokens must be an int >= 1 or None (by device), got {self.batch_tokens!r}",
         )
 
     def init_module(self) -> TransformerPostModel:
@@ -519,6 +529,16 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
             local = [j for j, post in enumerate(chunk) for _ in per_post[post]]
             yield chunk, self._collate(rows, local)
 
+    def token_budget(self) -> int:
+        """Rows x padded length of a scoring batch: ``batch_tokens``, or by device when None."""
+        if self.batch_tokens is not None:
+            return self.batch_tokens
+        on_cpu = (
+            getattr(self, "onnx_encoder_", None) is not None  # ONNX Runtime runs on the CPU here
+            or next(self.module_.parameters()).device.type == "cpu"
+        )
+        return CPU_BATCH_TOKENS if on_cpu else ACCELERATOR_BATCH_TOKENS
+
     def _batches(
         self,
         order: list[int],
@@ -526,6 +546,7 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
         longest: list[int],
         batch_size: int | None,
     ) -> list[list[int]]:
+        budget = self.token_budget()
         batches: list[list[int]] = []
         current: list[int] = []
         n_rows = 0
@@ -535,7 +556,7 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
                 full = (
                     len(current) >= batch_size
                     if batch_size
-                    else (n_rows + rows) * longest[post] > self.batch_tokens
+                    else (n_rows + rows) * longest[post] > budget
                 )
                 if full:
                     batches.append(current)
