@@ -247,3 +247,34 @@ def test_blind_regrade_covers_the_printed_sample(posts):
     assert result.n == make_splits.REGRADE_SIZE
     assert 0.0 <= result.grade_exact <= result.grade_within_1 <= 1.0
     assert sum(map(sum, result.label_confusion)) == result.n
+
+
+HELDOUT = SEED_DIR.parent / "seed-test2"
+
+
+def test_second_heldout_set_is_valid_regraded_and_in_no_recipe(posts):
+    heldout = make_splits.read_heldout(HELDOUT / "test.jsonl", posts)
+    assert len(heldout) == 360
+    assert Counter(p["lang"] for p in heldout) == {"zh": 240, "en": 120}
+    assert Counter(p["label"] for p in heldout) == {"genuine": 180, "promotion": 180}
+    assert not {p["id"] for p in heldout} & {p["id"] for p in posts}
+    result = make_splits.agreement(heldout, HELDOUT / "regrade.json", sample=heldout)
+    assert result.n == 360 and sum(map(sum, result.label_confusion)) == 360
+    recipes = (SEED_DIR.parents[1] / "recipes").glob("*.yaml")
+    assert not [r.name for r in recipes if "seed-test2" in r.read_text(encoding="utf-8")]
+
+
+def test_heldout_reader_names_file_line_and_field(tmp_path, posts):
+    path = tmp_path / "heldout.jsonl"
+    good = {**_tiny_post(1), "id": "seed2-zh-0001"}
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "id": "seed-zh-0002"}) + "\n", encoding="utf-8")
+    with pytest.raises(make_splits.CorpusError, match=r"heldout\.jsonl:2: field 'id': .*seed2-zh-0001"):
+        make_splits.read_heldout(path, [])
+    path.write_text(json.dumps({**good, "split": "test"}) + "\n", encoding="utf-8")
+    with pytest.raises(make_splits.CorpusError, match=r"heldout\.jsonl:1: field 'split'"):
+        make_splits.read_heldout(path, [])
+    copy = {**posts[0], "id": "seed2-" + posts[0]["id"].split("-", 1)[1]}
+    copy.pop("split")
+    path.write_text(json.dumps(copy, ensure_ascii=False) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="near-duplicate"):
+        make_splits.read_heldout(path, posts)

@@ -295,6 +295,28 @@ def _check_resume(config: Any, result: Any, out: Path) -> None:
     assert stamp("transformer") != before["transformer"]
 
 
+def test_combiner_validation_reaches_the_combiners_only(trained: tuple[Any, Any], tmp_path: Path) -> None:
+    config, result = trained
+    out = tmp_path / "run"
+    shutil.copytree(config.output, out)
+    extra = write_jsonl(tmp_path / "other-writers.jsonl", bilingual_rows(40, 9, "o", flip=0.2))
+    raw = {**config.to_dict(), "output": str(out)}
+    raw["data"] = {**raw["data"], "combiner_validation": [extra]}
+    stamps = {n: (out / "components" / n / "model" / "config.json").stat().st_mtime_ns for n in ("lexical", "transformer")}
+    again = train(config_from_dict(raw), resume=True, progress=False)
+    # the components' data is unchanged, so --resume keeps both; their configs never list the extra file
+    assert {n: (out / "components" / n / "model" / "config.json").stat().st_mtime_ns for n in stamps} == stamps
+    for name in stamps:
+        assert read_bundle_config(out / "components" / name / "model")["train_config"]["data"]["combiner_validation"] == []
+    assert again.metrics["n"] == result.metrics["n"] + 40
+    assert again.cross_fitted_metrics["all"]["n"] == result.metrics["n"] + 40
+    assert read_bundle_config(again.bundle_path)["seeding"]["graded_rows"] == 90 + 40
+    assert "plus 40 combiner-only rows" in (again.bundle_path / "README.md").read_text(encoding="utf-8")
+    lexical_only = {"data": {"train": raw["data"]["train"], "combiner_validation": [extra]}}
+    with pytest.raises(ConfigError, match="data.combiner_validation is only read for model.kind: stack"):
+        config_from_dict(lexical_only)
+
+
 def test_optimize_puts_a_stacks_transformer_on_onnx_runtime(trained: tuple[Any, Any], tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     from kocscope.inference.onnx_runtime import ONNX_FILE, optimize_bundle, read_check_set

@@ -5,6 +5,8 @@ print the distributions for DATA_CARD.md, and run the blind re-grade check.
     python corpus/seed/make_splits.py --check         # validate and verify the files, write nothing
     python corpus/seed/make_splits.py regrade-sample OUT.txt   # 100 texts, no labels
     python corpus/seed/make_splits.py agreement       # compare regrade_100.json with the labels
+    python corpus/seed/make_splits.py heldout corpus/seed-test2/test.jsonl \
+        --regrade corpus/seed-test2/regrade.json     # check the second held-out set
 
 The corpus is one file per split (train.jsonl, val.jsonl, test.jsonl) because a
 training config lists files and cannot filter rows: a recipe names train.jsonl and
@@ -83,7 +85,8 @@ GRADES = (0, 1, 2, 3, 4)
 REQUIRED = ("id", "text", "lang", "label", "seeding", "category", "platform_style", "kind")
 OPTIONAL = ("title", "script", "notes", "split")
 ID_PREFIX = {"en": "en", "zh": "zh", "mixed": "mx"}
-ID_RE = re.compile(r"^seed-(en|zh|mx)-\d{4}$")
+ID_STEM = "seed"
+HELDOUT_STEM = "seed2"  # ids of the second held-out set (corpus/seed-test2), written after this corpus
 # Near-exact duplicates: Jaccard of character 4-gram sets after normalization.
 # Paraphrases of one post score well above this; unrelated posts of one genre
 # ("received free for review, works fine") stay well below.
@@ -122,7 +125,7 @@ class NearDuplicate:
     jaccard: float
 
 
-def _check_post(post: Any, path: Path, line: int) -> dict[str, Any]:
+def _check_post(post: Any, path: Path, line: int, stem: str = ID_STEM) -> dict[str, Any]:
     if not isinstance(post, dict):
         raise CorpusError(path, line, None, f"expected a JSON object, got {type(post).__name__}")
     for name in REQUIRED:
@@ -151,9 +154,9 @@ def _check_post(post: Any, path: Path, line: int) -> dict[str, Any]:
     seeding = post["seeding"]
     if isinstance(seeding, bool) or seeding not in GRADES:
         raise CorpusError(path, line, "seeding", f"must be an integer grade 0-4, got {seeding!r}")
-    if not ID_RE.match(post["id"]) or post["id"].split("-")[1] != ID_PREFIX[post["lang"]]:
+    if not re.fullmatch(rf"{stem}-{ID_PREFIX[post['lang']]}-\d{{4}}", post["id"]):
         raise CorpusError(
-            path, line, "id", f"{post['id']!r} must look like seed-{ID_PREFIX[post['lang']]}-0001"
+            path, line, "id", f"{post['id']!r} must look like {stem}-{ID_PREFIX[post['lang']]}-0001"
         )
     if KIND_LABEL[post["kind"]] != post["label"]:
         raise CorpusError(
@@ -197,6 +200,32 @@ def read_corpus(folder: Path = HERE) -> list[Row]:
                 seen[post["id"]] = (path, line)
                 rows.append(Row(post, file_split, path, line))
     return rows
+
+
+def read_heldout(path: Path, corpus: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The posts of a second held-out file, validated like the corpus (ids ``seed2-...``,
+    no ``split`` field: the file is its own split), ids unique, and no near-duplicate of
+    each other or of any corpus post."""
+    posts: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    with path.open(encoding="utf-8") as handle:
+        for line, raw in enumerate(handle, 1):
+            try:
+                post = json.loads(raw)
+            except json.JSONDecodeError as err:
+                raise CorpusError(path, line, None, f"not valid JSON: {err.msg}") from None
+            post = _check_post(post, path, line, stem=HELDOUT_STEM)
+            if "split" in post:
+                raise CorpusError(path, line, "split", "a held-out file is its own split: drop the field")
+            if post["id"] in seen:
+                raise CorpusError(path, line, "id", f"{post['id']!r} repeats line {seen[post['id']]}")
+            seen[post["id"]] = line
+            posts.append(post)
+    dups = [d for d in near_duplicates([*corpus, *posts]) if d.first in seen or d.second in seen]
+    if dups:
+        shown = "; ".join(f"{d.first} ~ {d.second}: {d.jaccard}" for d in dups[:10])
+        raise ValueError(f"{path}: {len(dups)} near-duplicate pair(s), rewrite one of each: {shown}")
+    return posts
 
 
 def stratum(post: dict[str, Any]) -> tuple[str, str, str]:
@@ -274,7 +303,7 @@ def _atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
 
 
 def _table(title: str, rows: dict[str, Counter[Any]], order: Sequence[Any]) -> str:
-    cols = [*SPLITS, "all"]
+    cols = [*rows, "all"]
     out = [
         f"**{title}**",
         "",
@@ -282,14 +311,14 @@ def _table(title: str, rows: dict[str, Counter[Any]], order: Sequence[Any]) -> s
         "|---" * (len(cols) + 1) + "|",
     ]
     for value in order:
-        counts = [rows[s][value] for s in SPLITS]
+        counts = [rows[s][value] for s in rows]
         out.append(f"| {value} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
-    totals = [sum(rows[s].values()) for s in SPLITS]
+    totals = [sum(rows[s].values()) for s in rows]
     out.append("| **total** | " + " | ".join(map(str, totals)) + f" | {sum(totals)} |")
     return "\n".join(out)
 
 
-def distributions(posts: Sequence[dict[str, Any]]) -> str:
+def distributions(posts: Sequence[dict[str, Any]], splits: Sequence[str] = SPLITS) -> str:
     """Markdown tables of every annotated field per split, for DATA_CARD.md."""
     by: dict[str, Any] = {
         "lang": lambda p: p["lang"] + ("/traditional" if p.get("script") else ""),
@@ -304,7 +333,7 @@ def distributions(posts: Sequence[dict[str, Any]]) -> str:
     }
     blocks = []
     for title, key in by.items():
-        rows = {s: Counter(key(p) for p in posts if p["split"] == s) for s in SPLITS}
+        rows = {s: Counter(key(p) for p in posts if p["split"] == s) for s in splits}
         order = sorted({key(p) for p in posts}, key=str)
         blocks.append(_table(title, rows, order))
     # Length is a known confound (promotion written longer): show it per lang x label.
@@ -429,15 +458,20 @@ class Agreement:
     grade_confusion: list[list[int]]  # rows first pass, columns second pass, grades 0-4
 
 
-def agreement(posts: Sequence[dict[str, Any]], regrade_path: Path = REGRADE) -> Agreement:
-    """First-pass labels vs the blind second pass in regrade_100.json."""
+def agreement(
+    posts: Sequence[dict[str, Any]],
+    regrade_path: Path = REGRADE,
+    sample: Sequence[dict[str, Any]] | None = None,
+) -> Agreement:
+    """First-pass labels vs the blind second pass in ``regrade_path``, over ``sample``
+    (default: the corpus's seeded 100-post sample)."""
     from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
     data = json.loads(regrade_path.read_text(encoding="utf-8"))
     second = data.get("grades")
     if not isinstance(second, dict):
         raise CorpusError(regrade_path, 1, "grades", "must map post id -> {label, seeding}")
-    wanted = {p["id"] for p in regrade_sample(posts)}
+    wanted = {p["id"] for p in (regrade_sample(posts) if sample is None else sample)}
     if set(second) != wanted:
         missing, extra = sorted(wanted - set(second)), sorted(set(second) - wanted)
         raise CorpusError(
@@ -476,8 +510,8 @@ def agreement(posts: Sequence[dict[str, Any]], regrade_path: Path = REGRADE) -> 
     )
 
 
-def _print_agreement(result: Agreement) -> None:
-    print(f"blind re-grade of {result.n} posts (sample seed {REGRADE_SEED})")
+def _print_agreement(result: Agreement, what: str = f"sample seed {REGRADE_SEED}") -> None:
+    print(f"blind re-grade of {result.n} posts ({what})")
     print(
         f"label agreement: {result.label_agreement:.1%}   Cohen's kappa: {result.label_kappa:.3f}"
     )
@@ -505,6 +539,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sample.add_argument("out", type=Path)
     grade = sub.add_parser("agreement", help="compare the blind second pass with the labels")
     grade.add_argument("--regrade", type=Path, default=REGRADE)
+    heldout = sub.add_parser("heldout", help="check a second held-out file and print its tables")
+    heldout.add_argument("file", type=Path)
+    heldout.add_argument("--regrade", type=Path, default=None, help="its blind second pass")
     args = parser.parse_args(argv)
     try:
         result = split_corpus(args.dir, write=not args.check and args.command is None)
@@ -523,6 +560,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("ids:", " ".join(p["id"] for p in regrade_sample(posts)))
         elif args.command == "agreement":
             _print_agreement(agreement(posts, args.regrade))
+        elif args.command == "heldout":
+            extra = [{**p, "split": "heldout"} for p in read_heldout(args.file, posts)]
+            print(f"{len(extra)} posts in {args.file}, checked against the {len(posts)} corpus posts\n")
+            print(distributions(extra, ("heldout",)))
+            if args.regrade:
+                print()
+                _print_agreement(agreement(extra, args.regrade, sample=extra), "every post")
         else:
             print(f"{len(posts)} posts, split seed {SPLIT_SEED!r}, strata lang x label x kind\n")
             print(distributions(posts))

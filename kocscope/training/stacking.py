@@ -5,7 +5,10 @@ trainer on the stack's data section (its own model and training overrides),
 under ``<output>/components/<name>/`` (bundle in ``model/``, embedding cache,
 checkpoint, report). Then the components' raw logits on the validation rows fit
 the combiner (kocscope.models.stacking) and the threshold is chosen there by
-the configured rule.
+the configured rule. ``data.combiner_validation`` adds validation rows that
+only the combiners see: the components neither train, stop early nor
+calibrate on them, so posts unlike the training data (other writers, other
+platforms) teach the combiners how far to trust the components.
 
 Those validation figures reuse the rows the combiner was fitted on, so they are
 optimistic. The honest ones are cross-fitted: the validation rows are split
@@ -236,7 +239,7 @@ def train_stack(
     """Train the components, fit the combiner and threshold, cross-fit, evaluate, report, save."""
     from kocscope.models.bundle import load_estimator
     from kocscope.models.stacking import CALIBRATION_METHOD, StackedModel
-    from kocscope.training.dataset import load_training_data
+    from kocscope.training.dataset import LabelledData, load_labelled, load_training_data
     from kocscope.training.distributed import launch_env
     from kocscope.training.report import write_report
     from kocscope.training.trainer import train
@@ -256,7 +259,15 @@ def train_stack(
     timings: dict[str, float] = {}
     subs = _component_configs(config)
     data = load_training_data(config)
-    data_sha = _data_fingerprint(data.train, data.validation)
+    data_sha = _data_fingerprint(data.train, data.validation)  # the rows the components see
+    if config.data.combiner_validation:
+        extra, _ = load_labelled(config.data.combiner_validation, config.data, mapping=data.mapping)
+        data = dataclasses.replace(
+            data,
+            validation=LabelledData.concat([data.validation, extra]),
+            validation_from=f"{data.validation_from}, plus {len(extra):,} combiner-only rows "
+            "(data.combiner_validation) the components never saw",
+        )
     log(
         f"stack of {', '.join(f'{n} ({s.model.kind})' for n, s in subs.items())}; data: {data.summary()}"
     )

@@ -46,6 +46,9 @@ class DataConfig:
 
     train: list[str] = field(default_factory=list)  # JSONL / CSV / Parquet files, concatenated
     validation: list[str] = field(default_factory=list)  # files; without them a stratified split of train is held out
+    # stack only: validation files for the combiners and the stack's own figures, never shown to its
+    # components (not in their training, early stopping or calibration), e.g. posts by other writers
+    combiner_validation: list[str] = field(default_factory=list)
     dataset: str | None = None  # a `datasets` folder (save_to_disk), or a hub name (needs network)
     dataset_split: str = "train"
     dataset_validation_split: str | None = None
@@ -406,7 +409,7 @@ def _build(cls: type, raw: Mapping[str, Any], where: str, prefix: str = "") -> A
     return cls(**kwargs)
 
 
-_FILE_KEYS = ("train", "validation", "seeding_grades")
+_FILE_KEYS = ("train", "validation", "combiner_validation", "seeding_grades")
 
 
 def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
@@ -468,6 +471,10 @@ def _validate(config: TrainConfig, where: str) -> None:
     if data.dataset_validation_split and data.validation:
         raise ConfigError(
             f"{where}: give either data.validation or data.dataset_validation_split, not both"
+        )
+    if data.combiner_validation and config.model.kind != "stack":
+        raise ConfigError(
+            f"{where}: data.combiner_validation is only read for model.kind: stack, not {config.model.kind}"
         )
     def as_set(value: Any) -> set[str]:
         return {str(v) for v in (value if isinstance(value, (list, tuple)) else [value])}
@@ -589,6 +596,7 @@ def component_config(config: TrainConfig, name: str, where: str = "config") -> T
     spec = config.model.components[name]
     raw = config.to_dict()
     raw["model"] = {"kind": spec["kind"], "settings": dict(spec.get("settings") or {})}
+    raw["data"] = {**raw["data"], "combiner_validation": []}  # the combiners' rows alone
     raw["training"] = {**raw["training"], **(spec.get("training") or {})}
     raw["output"] = str(Path(config.output) / "components" / name) if config.output else None
     return config_from_dict(raw, source=f"{where}: model.components.{name}")
