@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kocscope.data.io import read_posts
 from kocscope.data.text import normalize
@@ -253,15 +254,17 @@ HELDOUT = SEED_DIR.parent / "seed-test2"
 
 
 def test_second_heldout_set_is_valid_regraded_and_in_no_recipe(posts):
-    heldout = make_splits.read_heldout(HELDOUT / "test.jsonl", posts)
+    heldout = make_splits.read_extra(HELDOUT / "test.jsonl", posts)
     assert len(heldout) == 360
     assert Counter(p["lang"] for p in heldout) == {"zh": 240, "en": 120}
     assert Counter(p["label"] for p in heldout) == {"genuine": 180, "promotion": 180}
     assert not {p["id"] for p in heldout} & {p["id"] for p in posts}
     result = make_splits.agreement(heldout, HELDOUT / "regrade.json", sample=heldout)
     assert result.n == 360 and sum(map(sum, result.label_confusion)) == 360
-    recipes = (SEED_DIR.parents[1] / "recipes").glob("*.yaml")
-    assert not [r.name for r in recipes if "seed-test2" in r.read_text(encoding="utf-8")]
+    for recipe in (SEED_DIR.parents[1] / "recipes").glob("*.yaml"):
+        data = yaml.safe_load(recipe.read_text(encoding="utf-8")).get("data", {})
+        files = [f for value in data.values() for f in (value if isinstance(value, list) else [value])]
+        assert not [f for f in files if "seed-test2" in str(f) or "seed/test" in str(f)], recipe.name
 
 
 def test_heldout_reader_names_file_line_and_field(tmp_path, posts):
@@ -269,12 +272,12 @@ def test_heldout_reader_names_file_line_and_field(tmp_path, posts):
     good = {**_tiny_post(1), "id": "seed2-zh-0001"}
     path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "id": "seed-zh-0002"}) + "\n", encoding="utf-8")
     with pytest.raises(make_splits.CorpusError, match=r"heldout\.jsonl:2: field 'id': .*seed2-zh-0001"):
-        make_splits.read_heldout(path, [])
+        make_splits.read_extra(path, [])
     path.write_text(json.dumps({**good, "split": "test"}) + "\n", encoding="utf-8")
     with pytest.raises(make_splits.CorpusError, match=r"heldout\.jsonl:1: field 'split'"):
-        make_splits.read_heldout(path, [])
+        make_splits.read_extra(path, [])
     copy = {**posts[0], "id": "seed2-" + posts[0]["id"].split("-", 1)[1]}
     copy.pop("split")
     path.write_text(json.dumps(copy, ensure_ascii=False) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match="near-duplicate"):
-        make_splits.read_heldout(path, posts)
+        make_splits.read_extra(path, posts)

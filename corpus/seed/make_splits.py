@@ -5,8 +5,8 @@ print the distributions for DATA_CARD.md, and run the blind re-grade check.
     python corpus/seed/make_splits.py --check         # validate and verify the files, write nothing
     python corpus/seed/make_splits.py regrade-sample OUT.txt   # 100 texts, no labels
     python corpus/seed/make_splits.py agreement       # compare regrade_100.json with the labels
-    python corpus/seed/make_splits.py heldout corpus/seed-test2/test.jsonl \
-        --regrade corpus/seed-test2/regrade.json     # check the second held-out set
+    python corpus/seed/make_splits.py extra corpus/seed-test2/test.jsonl \
+        --regrade corpus/seed-test2/regrade.json     # check a file written after the corpus
 
 The corpus is one file per split (train.jsonl, val.jsonl, test.jsonl) because a
 training config lists files and cannot filter rows: a recipe names train.jsonl and
@@ -86,7 +86,8 @@ REQUIRED = ("id", "text", "lang", "label", "seeding", "category", "platform_styl
 OPTIONAL = ("title", "script", "notes", "split")
 ID_PREFIX = {"en": "en", "zh": "zh", "mixed": "mx"}
 ID_STEM = "seed"
-HELDOUT_STEM = "seed2"  # ids of the second held-out set (corpus/seed-test2), written after this corpus
+# ids of files written after this corpus: seed2 = corpus/seed-test2, seed3 = corpus/seed-val2
+EXTRA_STEMS = ("seed2", "seed3")
 # Near-exact duplicates: Jaccard of character 4-gram sets after normalization.
 # Paraphrases of one post score well above this; unrelated posts of one genre
 # ("received free for review, works fine") stay well below.
@@ -202,10 +203,14 @@ def read_corpus(folder: Path = HERE) -> list[Row]:
     return rows
 
 
-def read_heldout(path: Path, corpus: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The posts of a second held-out file, validated like the corpus (ids ``seed2-...``,
-    no ``split`` field: the file is its own split), ids unique, and no near-duplicate of
-    each other or of any corpus post."""
+def read_extra(
+    path: Path, others: Sequence[dict[str, Any]], stem: str = EXTRA_STEMS[0]
+) -> list[dict[str, Any]]:
+    """The posts of a file written after the corpus (a second test or validation set),
+    validated like the corpus (ids ``<stem>-...``, no ``split`` field: the file is its own
+    split), ids unique, and no near-duplicate of each other or of any post in ``others``."""
+    if stem not in EXTRA_STEMS:
+        raise ValueError(f"stem must be one of {EXTRA_STEMS}, got {stem!r}")
     posts: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     with path.open(encoding="utf-8") as handle:
@@ -214,14 +219,14 @@ def read_heldout(path: Path, corpus: Sequence[dict[str, Any]]) -> list[dict[str,
                 post = json.loads(raw)
             except json.JSONDecodeError as err:
                 raise CorpusError(path, line, None, f"not valid JSON: {err.msg}") from None
-            post = _check_post(post, path, line, stem=HELDOUT_STEM)
+            post = _check_post(post, path, line, stem=stem)
             if "split" in post:
-                raise CorpusError(path, line, "split", "a held-out file is its own split: drop the field")
+                raise CorpusError(path, line, "split", "a file written after the corpus is its own split: drop the field")
             if post["id"] in seen:
                 raise CorpusError(path, line, "id", f"{post['id']!r} repeats line {seen[post['id']]}")
             seen[post["id"]] = line
             posts.append(post)
-    dups = [d for d in near_duplicates([*corpus, *posts]) if d.first in seen or d.second in seen]
+    dups = [d for d in near_duplicates([*others, *posts]) if d.first in seen or d.second in seen]
     if dups:
         shown = "; ".join(f"{d.first} ~ {d.second}: {d.jaccard}" for d in dups[:10])
         raise ValueError(f"{path}: {len(dups)} near-duplicate pair(s), rewrite one of each: {shown}")
@@ -539,9 +544,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sample.add_argument("out", type=Path)
     grade = sub.add_parser("agreement", help="compare the blind second pass with the labels")
     grade.add_argument("--regrade", type=Path, default=REGRADE)
-    heldout = sub.add_parser("heldout", help="check a second held-out file and print its tables")
-    heldout.add_argument("file", type=Path)
-    heldout.add_argument("--regrade", type=Path, default=None, help="its blind second pass")
+    extra = sub.add_parser("extra", help="check a file written after the corpus and print its tables")
+    extra.add_argument("file", type=Path)
+    extra.add_argument("--stem", default=EXTRA_STEMS[0], choices=EXTRA_STEMS, help="id stem of its posts")
+    extra.add_argument(
+        "--also", type=Path, action="append", default=[], help="another such file it must not duplicate"
+    )
+    extra.add_argument("--regrade", type=Path, default=None, help="its blind second pass")
     args = parser.parse_args(argv)
     try:
         result = split_corpus(args.dir, write=not args.check and args.command is None)
@@ -560,10 +569,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("ids:", " ".join(p["id"] for p in regrade_sample(posts)))
         elif args.command == "agreement":
             _print_agreement(agreement(posts, args.regrade))
-        elif args.command == "heldout":
-            extra = [{**p, "split": "heldout"} for p in read_heldout(args.file, posts)]
-            print(f"{len(extra)} posts in {args.file}, checked against the {len(posts)} corpus posts\n")
-            print(distributions(extra, ("heldout",)))
+        elif args.command == "extra":
+            others = list(posts)
+            for path in args.also:
+                others += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+            name = args.file.parent.name
+            extra = [{**p, "split": name} for p in read_extra(args.file, others, args.stem)]
+            print(f"{len(extra)} posts in {args.file}, checked against {len(others)} other posts\n")
+            print(distributions(extra, (name,)))
             if args.regrade:
                 print()
                 _print_agreement(agreement(extra, args.regrade, sample=extra), "every post")

@@ -466,12 +466,16 @@ def load_labelled(
     *,
     mapping: LabelMapping | None = None,
     dataset_split: str | None = None,
+    check_optional: bool = True,
 ) -> tuple[LabelledData, LabelMapping]:
     """Read labelled posts from file(s) (or a dataset split when ``dataset_split`` is given).
 
     ``mapping`` fixes the label values (e.g. those found in the training data,
     so validation cannot silently mean something else); without it the values
-    are checked and inferred from the first source.
+    are checked and inferred from the first source. An optional column (seeding,
+    id, group) must occur in at least one source, which catches a misspelt name;
+    ``check_optional=False`` skips that for files that extend sources already
+    checked (a stack's combiner-only validation rows).
     """
     raws = _read_any(source, cfg, dataset_split)
     for raw in raws:
@@ -480,7 +484,7 @@ def load_labelled(
                 f"{raw.source}: no rows; labelled data needs posts with a {cfg.label_column!r} column"
             )
     _, optional = _wanted_columns(cfg)
-    for column, role in optional.items():
+    for column, role in optional.items() if check_optional else ():
         if not any(column in raw.seen_columns for raw in raws):
             raise _missing_column(raws[0].source, column, role, sorted(raws[0].seen_columns))
     if mapping is None:

@@ -261,7 +261,9 @@ def train_stack(
     data = load_training_data(config)
     data_sha = _data_fingerprint(data.train, data.validation)  # the rows the components see
     if config.data.combiner_validation:
-        extra, _ = load_labelled(config.data.combiner_validation, config.data, mapping=data.mapping)
+        extra, _ = load_labelled(
+            config.data.combiner_validation, config.data, mapping=data.mapping, check_optional=False
+        )
         data = dataclasses.replace(
             data,
             validation=LabelledData.concat([data.validation, extra]),

@@ -104,6 +104,7 @@ REPORT_DIR = "report"
 _RESUME_FREE = {
     "data.train",
     "data.validation",
+    "data.combiner_validation",  # the stack's, never a component's; its rows are not the components'
     "data.dataset",
     "data.encoding",
     "training.threads",
