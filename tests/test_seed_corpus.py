@@ -281,3 +281,14 @@ def test_heldout_reader_names_file_line_and_field(tmp_path, posts):
     path.write_text(json.dumps(copy, ensure_ascii=False) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match="near-duplicate"):
         make_splits.read_extra(path, posts)
+
+
+def test_later_training_and_validation_files_are_valid_and_apart(posts):
+    test2 = make_splits.read_extra(HELDOUT / "test.jsonl", posts)
+    val2 = make_splits.read_extra(SEED_DIR.parent / "seed-val2" / "val.jsonl", [*posts, *test2], stem="seed3")
+    train2 = make_splits.read_extra(
+        SEED_DIR.parent / "seed-train2" / "train.jsonl", [*posts, *test2, *val2], stem="seed4"
+    )
+    assert (len(val2), len(train2)) == (240, 360)
+    for rows in (val2, train2):
+        assert Counter(p["label"] for p in rows)["genuine"] * 2 == len(rows)

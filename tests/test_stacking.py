@@ -318,6 +318,36 @@ def test_combiner_validation_reaches_the_combiners_only(trained: tuple[Any, Any]
         config_from_dict(lexical_only)
 
 
+def test_train_extra_reaches_its_component_only(trained: tuple[Any, Any], tmp_path: Path) -> None:
+    config, result = trained
+    out = tmp_path / "run"
+    shutil.copytree(config.output, out)
+    extra = write_jsonl(tmp_path / "more.jsonl", bilingual_rows(30, 11, "m"))
+    raw = {**config.to_dict(), "output": str(out)}
+    raw["model"]["components"]["lexical"]["train_extra"] = [extra]
+
+    def stamp(name: str) -> int:
+        return (out / "components" / name / "model" / "config.json").stat().st_mtime_ns
+
+    before = {n: stamp(n) for n in ("lexical", "transformer")}
+    again = train(config_from_dict(raw), resume=True, progress=False)
+    assert stamp("transformer") == before["transformer"]  # its data did not change: kept
+    assert stamp("lexical") != before["lexical"]  # its data did: trained again
+    lexical = read_bundle_config(out / "components" / "lexical" / "model")
+    assert lexical["train_config"]["data"]["train"][-1] == extra
+    transformer = read_bundle_config(out / "components" / "transformer" / "model")
+    assert extra not in transformer["train_config"]["data"]["train"]
+    assert again.components["lexical"]["data"]["train"]["rows"] == result.components["lexical"]["data"]["train"]["rows"] + 30
+    assert "`lexical/`: lexical model, also trained on " in (again.bundle_path / "README.md").read_text(encoding="utf-8")
+    # nothing changed since: --resume keeps both
+    kept = {n: stamp(n) for n in before}
+    train(config_from_dict(raw), resume=True, progress=False)
+    assert {n: stamp(n) for n in kept} == kept
+    raw["model"]["components"]["lexical"]["train_extra"] = "more.jsonl"
+    with pytest.raises(ConfigError, match=r"model.components.lexical.train_extra must be a list of files"):
+        config_from_dict(raw)
+
+
 def test_optimize_puts_a_stacks_transformer_on_onnx_runtime(trained: tuple[Any, Any], tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     from kocscope.inference.onnx_runtime import ONNX_FILE, optimize_bundle, read_check_set

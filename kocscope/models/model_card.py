@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 _LIMITS = (
@@ -113,7 +114,11 @@ def _encoder_note(config: dict[str, Any]) -> list[str]:
 def _stack_section(config: dict[str, Any]) -> list[str]:
     combiner = config.get("combiner") or {}
     lines = ["## Stack", "Components (each a full bundle in its own sub-folder, with its own card):"]
-    lines += [f"- `{c.get('name')}/`: {c.get('kind')} model" for c in config.get("components") or []]
+    specs = ((config.get("train_config") or {}).get("model") or {}).get("components") or {}
+    for c in config.get("components") or []:
+        extra = (specs.get(c.get("name")) or {}).get("train_extra") or []
+        also = f", also trained on {', '.join('/'.join(Path(f).parts[-2:]) for f in extra)}" if extra else ""
+        lines.append(f"- `{c.get('name')}/`: {c.get('kind')} model{also}")
     lines += [
         "",
         f"Combiner: {combiner.get('model', 'logistic regression')} (C={combiner.get('C')}) over the "

@@ -593,9 +593,9 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
         }
 
         def write(tmp: Path) -> None:
-            save_file(
-                tensors, str(tmp / ADAPTER_FILE), metadata={"format": "pt", "kind": self.kind}
-            )
+            # one metadata key: safetensors writes a map's keys in no fixed order, and the same
+            # weights should give the same bytes (the bundle is hashed and kept in git)
+            save_file(tensors, str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
 
         return save_bundle(directory, config, write)
 

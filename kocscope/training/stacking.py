@@ -20,6 +20,10 @@ the same way on the graded validation rows and compared with the components'
 mean by Spearman (``seeding``). They go to ``train_result.json``, the bundle's
 config and its card as ``cross_fitted_metrics``.
 
+A component's ``train_extra`` files are added to its own training data only
+(for example posts a CPU-trained lexical model can take at once, while the
+GPU-trained transformer keeps its earlier data).
+
 ``--resume``: a component whose bundle exists and whose record
 (``stack_component.json``: its resolved config, less what the trainer lets a
 resume change, and a hash of the training and validation rows) matches is not
@@ -279,7 +283,11 @@ def train_stack(
     for name, sub in subs.items():
         t = time.perf_counter()
         folder = out / COMPONENTS_DIR / name
-        record = _record(sub, data_sha)
+        own_sha = data_sha
+        if sub.data.train != config.data.train:  # train_extra: the component's own rows
+            own = load_training_data(sub)
+            own_sha = _data_fingerprint(own.train, own.validation)
+        record = _record(sub, own_sha)
         reused = _reusable(folder, record) if resume else None
         if reused is not None:
             log(f"component {name}: its bundle matches config and data; not retrained (--resume)")

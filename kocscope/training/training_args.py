@@ -76,8 +76,9 @@ class ModelConfig:
     """Which model kind to train; ``settings`` go to that class's ``__init__``.
 
     ``kind: stack`` (see kocscope.training.stacking) also needs ``components``:
-    name -> {kind: lexical|transformer, settings: {...}, training: {...}}, where
-    ``training`` overrides keys of the ``training`` section for that component;
+    name -> {kind: lexical|transformer, settings: {...}, training: {...}, train_extra: [...]},
+    where ``training`` overrides keys of the ``training`` section for that component and
+    ``train_extra`` lists training files that component alone also learns from;
     ``settings`` then holds the combiners' (C, language_features, cv_folds, seed, seeding_combiner).
     """
 
@@ -434,15 +435,27 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
             model["settings"] = _resolve_encoder(model["settings"], base_dir)
         if isinstance(model.get("components"), dict):
             model["components"] = {
-                name: {**spec, "settings": _resolve_encoder(spec.get("settings"), base_dir)}
-                if isinstance(spec, dict) and "settings" in spec
-                else spec
-                for name, spec in model["components"].items()
+                name: _resolve_component(spec, base_dir) for name, spec in model["components"].items()
             }
         raw = {**raw, "model": model}
     if isinstance(raw.get("output"), str):
         raw = {**raw, "output": _absolute(raw["output"], base_dir)}
     return raw
+
+
+def _resolve_component(spec: Any, base_dir: Path) -> Any:
+    """A stack component's local encoder folder and ``train_extra`` files, made absolute."""
+    if not isinstance(spec, dict):
+        return spec
+    spec = dict(spec)
+    if "settings" in spec:
+        spec["settings"] = _resolve_encoder(spec["settings"], base_dir)
+    extra = spec.get("train_extra")
+    if isinstance(extra, str):
+        spec["train_extra"] = [_absolute(extra, base_dir)]
+    elif isinstance(extra, list):
+        spec["train_extra"] = [_absolute(v, base_dir) if isinstance(v, str) else v for v in extra]
+    return spec
 
 
 def _resolve_encoder(settings: Any, base_dir: Path) -> Any:
@@ -532,7 +545,7 @@ _STACK_SETTINGS = {
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
     "seeding_combiner": (lambda v: isinstance(v, bool), "true or false"),
 }
-_COMPONENT_KEYS = ("kind", "settings", "training")
+_COMPONENT_KEYS = ("kind", "settings", "training", "train_extra")
 
 
 def _validate_components(config: TrainConfig, where: str) -> None:
@@ -585,7 +598,17 @@ def _validate_components(config: TrainConfig, where: str) -> None:
             if key not in valid_training:
                 raise ConfigError(f"{where}: {at}.training: unknown key {key!r}; valid keys: {', '.join(valid_training)}")
             overrides[key] = _coerce(value, hints[key], f"{at}.training.{key}", where)
-        model.components[name] = {"kind": spec["kind"], "settings": dict(spec.get("settings") or {}), "training": overrides}
+        extra = spec.get("train_extra") or []
+        if not isinstance(extra, list) or not all(isinstance(f, str) and f for f in extra):
+            raise ConfigError(f"{where}: {at}.train_extra must be a list of files, got {spec.get('train_extra')!r}")
+        if extra and not config.data.train:
+            raise ConfigError(f"{where}: {at}.train_extra adds to data.train files; this config reads data.dataset")
+        model.components[name] = {
+            "kind": spec["kind"],
+            "settings": dict(spec.get("settings") or {}),
+            "training": overrides,
+            **({"train_extra": list(extra)} if extra else {}),
+        }
         component_config(config, name, where)  # the merged recipe must itself be valid
 
 
@@ -596,7 +619,11 @@ def component_config(config: TrainConfig, name: str, where: str = "config") -> T
     spec = config.model.components[name]
     raw = config.to_dict()
     raw["model"] = {"kind": spec["kind"], "settings": dict(spec.get("settings") or {})}
-    raw["data"] = {**raw["data"], "combiner_validation": []}  # the combiners' rows alone
+    raw["data"] = {
+        **raw["data"],
+        "train": [*raw["data"]["train"], *spec.get("train_extra", [])],
+        "combiner_validation": [],  # the combiners' rows alone
+    }
     raw["training"] = {**raw["training"], **(spec.get("training") or {})}
     raw["output"] = str(Path(config.output) / "components" / name) if config.output else None
     return config_from_dict(raw, source=f"{where}: model.components.{name}")
