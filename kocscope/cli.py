@@ -596,7 +596,8 @@ _CONFIG_HELP = (
 )
 _SET_HELP = (
     "Override one config key by its dotted name, value read as YAML: "
-    "--set training.lr=3e-5 --set data.positive_label=1 --set model.settings.max_length=128. Repeatable."
+    "--set training.lr=3e-5 --set data.positive_label=1 --set model.settings.max_length=128. Repeatable. "
+    "File paths given here are read from the current directory, not the config's folder."
 )
 _HEADLINE = ("n", "n_promotion", "precision", "recall", "f1", "roc_auc", "pr_auc", "ece")
 _SHORT = {"n_promotion": "promo", "precision": "prec", "recall": "rec", "threshold": "thr", "roc_auc": "roc", "pr_auc": "pr"}
