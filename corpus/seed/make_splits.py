@@ -27,7 +27,7 @@ import re
 import sys
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -185,23 +185,28 @@ def read_corpus(folder: Path = HERE) -> list[Row]:
             raise FileNotFoundError(
                 f"{path}: no such file (the corpus is {', '.join(f'{s}.jsonl' for s in SPLITS)})"
             )
-        with path.open(encoding="utf-8") as handle:
-            for line, raw in enumerate(handle, 1):
-                if not raw.strip():
-                    raise CorpusError(path, line, None, "empty line")
-                try:
-                    post = json.loads(raw)
-                except json.JSONDecodeError as err:
-                    raise CorpusError(path, line, None, f"not valid JSON: {err.msg}") from None
-                post = _check_post(post, path, line)
-                if post["id"] in seen:
-                    first, first_line = seen[post["id"]]
-                    raise CorpusError(
-                        path, line, "id", f"{post['id']!r} repeats {first.name}:{first_line}"
-                    )
-                seen[post["id"]] = (path, line)
-                rows.append(Row(post, file_split, path, line))
+        for line, post in _read_posts(path):
+            if post["id"] in seen:
+                first, first_line = seen[post["id"]]
+                raise CorpusError(
+                    path, line, "id", f"{post['id']!r} repeats {first.name}:{first_line}"
+                )
+            seen[post["id"]] = (path, line)
+            rows.append(Row(post, file_split, path, line))
     return rows
+
+
+def _read_posts(path: Path, stem: str = ID_STEM) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, validated post) for each line of a JSONL file; CorpusError at the first bad one."""
+    with path.open(encoding="utf-8") as handle:
+        for line, raw in enumerate(handle, 1):
+            if not raw.strip():
+                raise CorpusError(path, line, None, "empty line")
+            try:
+                post = json.loads(raw)
+            except json.JSONDecodeError as err:
+                raise CorpusError(path, line, None, f"not valid JSON: {err.msg}") from None
+            yield line, _check_post(post, path, line, stem=stem)
 
 
 def read_extra(
@@ -214,19 +219,13 @@ def read_extra(
         raise ValueError(f"stem must be one of {EXTRA_STEMS}, got {stem!r}")
     posts: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for line, raw in enumerate(handle, 1):
-            try:
-                post = json.loads(raw)
-            except json.JSONDecodeError as err:
-                raise CorpusError(path, line, None, f"not valid JSON: {err.msg}") from None
-            post = _check_post(post, path, line, stem=stem)
-            if "split" in post:
-                raise CorpusError(path, line, "split", "a file written after the corpus is its own split: drop the field")
-            if post["id"] in seen:
-                raise CorpusError(path, line, "id", f"{post['id']!r} repeats line {seen[post['id']]}")
-            seen[post["id"]] = line
-            posts.append(post)
+    for line, post in _read_posts(path, stem):
+        if "split" in post:
+            raise CorpusError(path, line, "split", "a file written after the corpus is its own split: drop the field")
+        if post["id"] in seen:
+            raise CorpusError(path, line, "id", f"{post['id']!r} repeats line {seen[post['id']]}")
+        seen[post["id"]] = line
+        posts.append(post)
     dups = [d for d in near_duplicates([*others, *posts]) if d.first in seen or d.second in seen]
     if dups:
         shown = "; ".join(f"{d.first} ~ {d.second}: {d.jaccard}" for d in dups[:10])

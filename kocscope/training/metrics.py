@@ -77,6 +77,11 @@ def _ratio(num: float, den: float) -> float | None:
     return float(num) / float(den) if den else None
 
 
+def _bin_index(p: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin i holds edges[i] <= p < edges[i+1]; p == 1 falls in the last bin."""
+    return np.clip(np.searchsorted(edges, p, side="right") - 1, 0, len(edges) - 2)
+
+
 def reliability_bins(
     y_true: Sequence[int] | np.ndarray,
     p_promotion: Sequence[float] | np.ndarray,
@@ -101,8 +106,7 @@ def reliability_bins(
         edges = np.unique(np.concatenate([[0.0], edges[1:-1], [1.0]]))
     else:
         raise ValueError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
-    # bin i holds edges[i] <= p < edges[i+1]; p == 1 falls in the last bin
-    index = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, len(edges) - 2)
+    index = _bin_index(p, edges)
     bins = []
     for i in range(len(edges) - 1):
         mask = index == i
@@ -146,8 +150,7 @@ def ece_floor(
     p = as_probabilities(p_promotion)
     if not p.size:
         return None
-    edges = np.linspace(0.0, 1.0, n_bins + 1)  # the uniform bins of reliability_bins
-    index = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, n_bins - 1)
+    index = _bin_index(p, np.linspace(0.0, 1.0, n_bins + 1))  # the uniform bins of reliability_bins
     expected = np.bincount(index, weights=p, minlength=n_bins)
     rng = np.random.default_rng(seed)
     gaps = [
