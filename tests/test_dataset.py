@@ -372,3 +372,18 @@ def test_seeding_grades_join_by_id_and_the_column_wins(tmp_path: Path) -> None:
     bad = write_jsonl(tmp_path / "b.jsonl", [{"id": "x1", "seeding": 7}])
     with pytest.raises(DataError, match=r"b\.jsonl, line 1: needs a string 'id' and a 'seeding' grade 0-4"):
         load_labelled(posts, DataConfig(positive_label=1, seeding_column="grade", seeding_grades=[bad]))
+
+
+def test_a_group_column_may_sit_in_the_validation_files_alone(tmp_path: Path) -> None:
+    train = write_jsonl(tmp_path / "t.jsonl", [{k: v for k, v in r.items() if k != "topic"} for r in rows(20)])
+    val = write_jsonl(tmp_path / "v.jsonl", rows(10))
+    config = config_from_dict(
+        {"data": {"train": [train], "validation": [val], "positive_label": "yes", "group_columns": ["topic"]}}
+    )
+    data = load_training_data(config)
+    assert set(data.validation.groups["topic"]) == {"a", "b"} and set(data.train.groups["topic"]) == {None}
+    misspelt = config_from_dict(
+        {"data": {"train": [train], "validation": [val], "positive_label": "yes", "group_columns": ["topc"]}}
+    )
+    with pytest.raises(DataError, match=r"t.jsonl, .*v.jsonl: no column 'topc' \(data.group_columns\) in the training or validation"):
+        load_training_data(misspelt)

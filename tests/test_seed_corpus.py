@@ -7,6 +7,7 @@ import random
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -261,10 +262,18 @@ def test_second_heldout_set_is_valid_regraded_and_in_no_recipe(posts):
     assert not {p["id"] for p in heldout} & {p["id"] for p in posts}
     result = make_splits.agreement(heldout, HELDOUT / "regrade.json", sample=heldout)
     assert result.n == 360 and sum(map(sum, result.label_confusion)) == 360
-    for recipe in (SEED_DIR.parents[1] / "recipes").glob("*.yaml"):
-        data = yaml.safe_load(recipe.read_text(encoding="utf-8")).get("data", {})
-        files = [f for value in data.values() for f in (value if isinstance(value, list) else [value])]
-        assert not [f for f in files if "seed-test2" in str(f) or "seed/test" in str(f)], recipe.name
+    def strings(node: Any) -> list[str]:  # every value of a recipe: data, component files, init_from
+        if isinstance(node, dict):
+            return [s for v in node.values() for s in strings(v)]
+        if isinstance(node, list):
+            return [s for v in node for s in strings(v)]
+        return [node] if isinstance(node, str) else []
+
+    recipes = sorted((SEED_DIR.parents[1] / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 3
+    for recipe in recipes:
+        values = strings(yaml.safe_load(recipe.read_text(encoding="utf-8")))
+        assert not [f for f in values if "seed-test2" in f or "seed/test" in f], recipe.name
 
 
 def test_heldout_reader_names_file_line_and_field(tmp_path, posts):
@@ -289,6 +298,15 @@ def test_later_training_and_validation_files_are_valid_and_apart(posts):
     train2 = make_splits.read_extra(
         SEED_DIR.parent / "seed-train2" / "train.jsonl", [*posts, *test2, *val2], stem="seed4"
     )
-    assert (len(val2), len(train2)) == (240, 360)
-    for rows in (val2, train2):
+    train3 = make_splits.read_extra(
+        SEED_DIR.parent / "seed-train3" / "train.jsonl", [*posts, *test2, *val2, *train2], stem="seed5"
+    )
+    train4 = make_splits.read_extra(
+        SEED_DIR.parent / "seed-train4" / "train.jsonl", [*posts, *test2, *val2, *train2, *train3], stem="seed6"
+    )
+    val3 = make_splits.read_extra(
+        SEED_DIR.parent / "seed-val3" / "val.jsonl", [*posts, *test2, *val2, *train2, *train3, *train4], stem="seed7"
+    )
+    assert [len(rows) for rows in (val2, train2, train3, train4, val3)] == [240, 360, 480, 240, 240]
+    for rows in (val2, train2, train3, train4, val3):
         assert Counter(p["label"] for p in rows)["genuine"] * 2 == len(rows)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from test_trainer import FILLER, GENUINE, PROMO, build_tiny_encoder, write_jsonl
 from typer.testing import CliRunner
@@ -290,6 +291,11 @@ def _check_resume(config: Any, result: Any, out: Path) -> None:
     assert stamp("transformer") == before["transformer"]
     assert stamp("lexical") != before["lexical"]
     assert read_bundle_config(out / "components" / "lexical" / "model")["C"] == 4.0
+    # a transformer whose settings changed trains afresh under --resume (its old checkpoint is of a finished run)
+    raw["model"]["components"]["transformer"]["training"]["lr"] = 2e-2
+    train(config_from_dict(raw), resume=True, progress=False)
+    assert stamp("transformer") != before["transformer"]
+    before["transformer"] = stamp("transformer")
     # without --resume everything trains again
     train(moved, progress=False)
     assert stamp("transformer") != before["transformer"]
@@ -616,3 +622,31 @@ def test_stack_on_the_bundled_encoder_and_seed_corpus(tmp_path: Path) -> None:
         ["Use my code SAVE20 at checkout, link in bio!", "自己买的，用了一个月，一般般。"]
     )
     assert scores[0].p_promotion > scores[1].p_promotion
+
+
+def test_a_component_goes_on_from_a_trained_stack(trained: tuple[Any, Any], tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    config, result = trained
+    raw = {**config.to_dict(), "output": str(tmp_path / "run")}
+    # the stack bundle names its one transformer; a learning rate below float32 resolution keeps it as it was
+    raw["model"]["components"]["transformer"]["training"].update(
+        init_from=str(result.bundle_path), lr=1e-20, epochs=1
+    )
+    new_posts = write_jsonl(tmp_path / "new.jsonl", bilingual_rows(24, 12, "n"))
+    raw["model"]["components"]["transformer"]["train"] = [new_posts]  # these alone, not data.train
+    went_on = train(config_from_dict(raw), resume=True, progress=False)  # nothing began yet: --resume starts it
+    assert went_on.components["transformer"]["data"]["train"]["rows"] == 24
+    assert went_on.components["lexical"]["data"]["train"]["rows"] == 120
+    card = (went_on.bundle_path / "README.md").read_text(encoding="utf-8")
+    assert "`transformer/`: transformer model, trained on " in card and "in place of the stack's training files" in card
+    assert "its training went on from run/model" in card
+    start = result.bundle_path / "transformer" / "adapter.safetensors"
+    ended = load_file(str(went_on.bundle_path / "transformer" / "adapter.safetensors"))
+    assert ended.keys() == load_file(str(start)).keys()
+    assert all(torch.equal(ended[k], v) for k, v in load_file(str(start)).items())
+    record = json.loads((tmp_path / "run" / "components" / "transformer" / "stack_component.json").read_text(encoding="utf-8"))
+    assert record["init_sha256"] == sha256_file(start)  # other starting weights: the component is not reused
+    raw["training"]["init_from"] = str(result.bundle_path)  # for every component, the lexical one too
+    with pytest.raises(ConfigError, match=r"model.components.lexical: training.init_from continues a transformer's"):
+        config_from_dict(raw)

@@ -350,6 +350,53 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert all(a >= b for a, b in itertools.pairwise(factors[1:]))
 
 
+# --- going on from a trained model (training.init_from) --------------------------------------
+
+
+def test_init_from_starts_where_the_saved_model_ended(tmp_path: Path, tiny_encoder: str) -> None:
+    first = train(make_config(tmp_path / "a", "transformer", encoder=tiny_encoder), progress=False)
+    # a learning rate far below float32 resolution: the run ends with the weights it started from
+    still = dict(lr=1e-20, epochs=1, early_stopping_patience=0)
+    went_on = train(
+        make_config(tmp_path / "b", "transformer", encoder=tiny_encoder, init_from=str(first.bundle_path), **still),
+        progress=False,
+    )
+    assert_same_tensors(adapter(went_on.bundle_path), adapter(first.bundle_path))
+    # the starting weights were scored first, for the record, but only trained states are candidates
+    assert [h["step"] for h in went_on.history] == [0, 5] and went_on.best_step == 5
+    assert [h["best"] for h in went_on.history] == [False, True]
+    fresh = train(make_config(tmp_path / "c", "transformer", encoder=tiny_encoder, **still), progress=False)
+    assert not torch.equal(adapter(fresh.bundle_path)["promotion_head.weight"], adapter(first.bundle_path)["promotion_head.weight"])
+    record = json.loads((went_on.bundle_path / "config.json").read_text(encoding="utf-8"))["training_run"]
+    assert record["init_from"]["bundle"] == str(first.bundle_path)
+    assert len(record["init_from"]["adapter_sha256"]) == 64
+    # with a real learning rate it goes on learning from there: its first score is the saved model's best
+    more = train(
+        make_config(tmp_path / "d", "transformer", encoder=tiny_encoder, init_from=str(first.bundle_path), epochs=1),
+        progress=False,
+    )
+    saved_best = next(h for h in first.history if h["step"] == first.best_step)
+    assert more.history[0]["step"] == 0
+    assert more.history[0]["val_pr_auc"] == pytest.approx(saved_best["val_pr_auc"], abs=1e-6)
+    assert more.history[1]["step"] == 5 and more.history[1]["val_loss"] != more.history[0]["val_loss"]
+
+
+def test_init_from_refuses_what_does_not_fit(tmp_path: Path, tiny_encoder: str) -> None:
+    first = train(make_config(tmp_path / "a", "transformer", encoder=tiny_encoder, max_steps=1), progress=False)
+    other_rank = make_config(
+        tmp_path / "b", "transformer", encoder=tiny_encoder, init_from=str(first.bundle_path), settings={"lora_r": 4}
+    )
+    with pytest.raises(ConfigError, match=r"training.init_from: .* other model settings: lora_r 2 \(this run: 4\)"):
+        train(other_rank, progress=False)
+    lexical = train(make_config(tmp_path / "lex", "lexical", settings=SMALL_LEXICAL), progress=False)
+    with pytest.raises(ConfigError, match=r"holds a 'lexical' model; only a transformer's training goes on"):
+        train(make_config(tmp_path / "c", "transformer", encoder=tiny_encoder, init_from=str(lexical.bundle_path)), progress=False)
+    with pytest.raises(ConfigError, match=r"training.init_from: .*nowhere: not a model bundle directory"):
+        train(make_config(tmp_path / "d", "transformer", encoder=tiny_encoder, init_from=str(tmp_path / "nowhere")), progress=False)
+    with pytest.raises(ConfigError, match=r"training.init_from continues a transformer's training"):
+        make_config(tmp_path / "e", "lexical", init_from=str(first.bundle_path))
+
+
 # --- bad input fails before training -------------------------------------------------------------
 
 

@@ -78,6 +78,12 @@ def test_relative_paths_are_read_from_the_config_folder(tmp_path: Path) -> None:
     assert config.data.train == [str(folder / "data" / "train.jsonl")]
     assert config.data.validation == [str(folder / "data" / "val.jsonl")]
     assert config.output == str(folder / "runs" / "out")
+    went_on = load_config(write(tmp_path, "a.yaml", YAML), ["training.init_from=runs/base/model"])
+    assert went_on.training.init_from == str(Path.cwd() / "runs" / "base" / "model")  # --set: from cwd
+    saved = load_config(write(tmp_path, "a.yaml", YAML.replace("  epochs: 2\n", "  epochs: 2\n  init_from: base\n")))
+    assert saved.training.init_from == str(folder / "base")
+    shipped = load_config(write(tmp_path, "a.yaml", YAML.replace("  epochs: 2\n", "  epochs: 2\n  init_from: default\n")))
+    assert shipped.training.init_from == "default"  # the model inside the package, not a folder
 
 
 def test_overrides_set_dotted_keys_with_yaml_values(

@@ -88,7 +88,7 @@ ID_PREFIX = {"en": "en", "zh": "zh", "mixed": "mx"}
 ID_STEM = "seed"
 # ids of files written after this corpus: seed2 = corpus/seed-test2, seed3 = corpus/seed-val2,
 # seed4 = corpus/seed-train2
-EXTRA_STEMS = ("seed2", "seed3", "seed4")
+EXTRA_STEMS = ("seed2", "seed3", "seed4", "seed5", "seed6", "seed7")
 # Near-exact duplicates: Jaccard of character 4-gram sets after normalization.
 # Paraphrases of one post score well above this; unrelated posts of one genre
 # ("received free for review, works fine") stay well below.

@@ -20,10 +20,10 @@ from typing import Any, Union
 
 from kocscope.data.records import Post, make_post_id
 from kocscope.data.text import detect_lang, normalize
+from kocscope.models.bundle import DEFAULT_MODEL_DIR
 
 PostLike = Union[str, Post, Mapping[str, Any]]
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"
 SCORE_FIELDS = ("p_promotion", "authenticity", "label", "seeding", "lang")
 
 # Sentences for --explain: a run up to and including Chinese or Latin sentence

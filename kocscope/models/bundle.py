@@ -31,6 +31,8 @@ BUNDLE_FORMAT = 1
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
 CARD_FILE = "README.md"
+# the model shipped inside the package: what scoring uses when no model is named
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"
 
 # kind -> "module:Class"; the class provides from_pretrained(directory)
 MODEL_KINDS = {

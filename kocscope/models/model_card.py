@@ -115,10 +115,19 @@ def _stack_section(config: dict[str, Any]) -> list[str]:
     combiner = config.get("combiner") or {}
     lines = ["## Stack", "Components (each a full bundle in its own sub-folder, with its own card):"]
     specs = ((config.get("train_config") or {}).get("model") or {}).get("components") or {}
+    def files(paths: list[str]) -> str:
+        return ", ".join("/".join(Path(f).parts[-2:]) for f in paths)
+
     for c in config.get("components") or []:
-        extra = (specs.get(c.get("name")) or {}).get("train_extra") or []
-        also = f", also trained on {', '.join('/'.join(Path(f).parts[-2:]) for f in extra)}" if extra else ""
-        lines.append(f"- `{c.get('name')}/`: {c.get('kind')} model{also}")
+        spec = specs.get(c.get("name")) or {}
+        notes = []
+        if spec.get("train"):
+            notes.append(f"trained on {files(spec['train'])} in place of the stack's training files")
+        if spec.get("train_extra"):
+            notes.append(f"also trained on {files(spec['train_extra'])}")
+        if (spec.get("training") or {}).get("init_from"):
+            notes.append(f"its training went on from {files([spec['training']['init_from']])}")
+        lines.append(f"- `{c.get('name')}/`: {c.get('kind')} model{''.join(', ' + n for n in notes)}")
     lines += [
         "",
         f"Combiner: {combiner.get('model', 'logistic regression')} (C={combiner.get('C')}) over the "

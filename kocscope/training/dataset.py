@@ -467,6 +467,7 @@ def load_labelled(
     mapping: LabelMapping | None = None,
     dataset_split: str | None = None,
     check_optional: bool = True,
+    check_groups: bool = True,
 ) -> tuple[LabelledData, LabelMapping]:
     """Read labelled posts from file(s) (or a dataset split when ``dataset_split`` is given).
 
@@ -475,7 +476,8 @@ def load_labelled(
     are checked and inferred from the first source. An optional column (seeding,
     id, group) must occur in at least one source, which catches a misspelt name;
     ``check_optional=False`` skips that for files that extend sources already
-    checked (a stack's combiner-only validation rows).
+    checked (a stack's combiner-only validation rows), ``check_groups=False`` for
+    the group columns alone (training data whose validation files hold them).
     """
     raws = _read_any(source, cfg, dataset_split)
     for raw in raws:
@@ -485,6 +487,8 @@ def load_labelled(
             )
     _, optional = _wanted_columns(cfg)
     for column, role in optional.items() if check_optional else ():
+        if role == "group_columns" and not check_groups:
+            continue
         if not any(column in raw.seen_columns for raw in raws):
             raise _missing_column(raws[0].source, column, role, sorted(raws[0].seen_columns))
     if mapping is None:
@@ -650,10 +654,17 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     """Read, check and split the data of a TrainConfig; raises DataError before any training."""
     cfg = config.data
     source, split = _train_source(cfg)
-    train, mapping = load_labelled(source, cfg, dataset_split=split)
+    # a group column (an evaluation slice) may sit in the validation files alone
+    train, mapping = load_labelled(source, cfg, dataset_split=split, check_groups=not cfg.validation)
     require_both_classes(train, "training")
     if cfg.validation:
-        validation, _ = load_labelled(cfg.validation, cfg, mapping=mapping)
+        validation, _ = load_labelled(cfg.validation, cfg, mapping=mapping, check_groups=False)
+        for name in cfg.group_columns:
+            if all(v is None for v in [*train.groups[name], *validation.groups[name]]):
+                raise DataError(
+                    f"{', '.join([*train.sources, *validation.sources])}: no column {name!r} "
+                    "(data.group_columns) in the training or validation files"
+                )
         origin = "file"
     elif cfg.dataset and cfg.dataset_validation_split:
         validation, _ = load_labelled(

@@ -20,9 +20,10 @@ the same way on the graded validation rows and compared with the components'
 mean by Spearman (``seeding``). They go to ``train_result.json``, the bundle's
 config and its card as ``cross_fitted_metrics``.
 
-A component's ``train_extra`` files are added to its own training data only
-(for example posts a CPU-trained lexical model can take at once, while the
-GPU-trained transformer keeps its earlier data).
+A component's ``train`` files replace ``data.train`` for it, and its
+``train_extra`` files are added to its own training data only: for example a
+transformer that goes on from a GPU-trained bundle (``training.init_from``) with
+new short posts only, on a CPU, while the lexical model refits on everything.
 
 ``--resume``: a component whose bundle exists and whose record
 (``stack_component.json``: its resolved config, less what the trainer lets a
@@ -43,13 +44,16 @@ from typing import Any
 import numpy as np
 
 from kocscope.training.trainer import (
+    CHECKPOINT_DIR,
     MODEL_DIR,
     REPORT_DIR,
+    STATE_FILE,
     TrainResult,
     _config_fingerprint,
     _data_fingerprint,
     _lexical_settings,
     evaluate_estimator,
+    init_bundle,
     make_estimator,
     peak_memory_mb,
     stderr_log,
@@ -208,6 +212,8 @@ def _component_configs(config: TrainConfig) -> dict[str, TrainConfig]:
                 _lexical_settings(sub) if sub.model.kind == "lexical" else dict(sub.model.settings)
             )
             make_estimator(sub.model.kind, settings)
+            if sub.training.init_from:
+                init_bundle(sub.training.init_from)
         except ConfigError as exc:
             raise ConfigError(f"model.components.{name}: {exc}") from exc
         configs[name] = sub
@@ -216,8 +222,15 @@ def _component_configs(config: TrainConfig) -> dict[str, TrainConfig]:
 
 def _record(sub: TrainConfig, data_sha256: str) -> dict[str, Any]:
     """What a reusable component must match: its settings less those a resume may change
-    (threads, device, file locations: the trainer's own rule) and the rows by content."""
-    return {"config": json.loads(json.dumps(_config_fingerprint(sub))), "data_sha256": data_sha256}
+    (threads, device, file locations: the trainer's own rule), the rows by content, and the
+    weights it went on from (training.init_from) by content."""
+    from kocscope.models.bundle import sha256_file
+    from kocscope.models.modeling import ADAPTER_FILE
+
+    record = {"config": json.loads(json.dumps(_config_fingerprint(sub))), "data_sha256": data_sha256}
+    if sub.training.init_from:
+        record["init_sha256"] = sha256_file(init_bundle(sub.training.init_from) / ADAPTER_FILE)
+    return record
 
 
 def _reusable(folder: Path, record: dict[str, Any]) -> TrainResult | None:
@@ -284,7 +297,7 @@ def train_stack(
         t = time.perf_counter()
         folder = out / COMPONENTS_DIR / name
         own_sha = data_sha
-        if sub.data.train != config.data.train:  # train_extra: the component's own rows
+        if sub.data.train != config.data.train:  # train / train_extra: the component's own rows
             own = load_training_data(sub)
             own_sha = _data_fingerprint(own.train, own.validation)
         record = _record(sub, own_sha)
@@ -295,7 +308,10 @@ def train_stack(
             reused_names.add(name)
             continue  # its own training time is in its record, not in this run's
         log(f"component {name}: training a {sub.model.kind} model into {folder}")
-        results[name] = train(sub, resume=resume, progress=progress)
+        # --resume continues a component that was interrupted (a checkpoint, no bundle yet); one
+        # that never began, or whose finished bundle no longer matches, trains afresh
+        interrupted = (folder / CHECKPOINT_DIR / STATE_FILE).is_file() and not (folder / MODEL_DIR).exists()
+        results[name] = train(sub, resume=resume and interrupted, progress=progress)
         write_json(folder / RECORD_FILE, record)
         timings[f"component:{name}"] = time.perf_counter() - t
 

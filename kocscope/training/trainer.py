@@ -72,7 +72,13 @@ from kocscope.training.dataset import (
     load_training_data,
 )
 from kocscope.training.distributed import SINGLE, Distributed, data_parallel
-from kocscope.training.training_args import ConfigError, DataConfig, TrainConfig, TrainingConfig
+from kocscope.training.training_args import (
+    INIT_FROM_DEFAULT,
+    ConfigError,
+    DataConfig,
+    TrainConfig,
+    TrainingConfig,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from kocscope.models.base import ModelOutputs
@@ -111,6 +117,7 @@ _RESUME_FREE = {
     "training.device",
     "training.checkpoint_every_steps",
     "training.gradient_checkpointing",
+    "training.init_from",  # the weights themselves are compared by content (init_sha256)
     "calibration.method",
     "threshold.rule",
     "threshold.target_precision",
@@ -138,6 +145,7 @@ class FitOutcome:
     device: str = "cpu"
     history: list[dict[str, Any]] = field(default_factory=list)
     embedding_cache: dict[str, Any] | None = None  # per split: windows, tokens, seconds
+    init_from: dict[str, str] | None = None  # the bundle training went on from, and its weights' sha256
 
 
 @dataclass
@@ -709,6 +717,76 @@ def _check_same_run(dist: Distributed, fingerprint: dict[str, Any], encoder: str
         )
 
 
+# transformer settings a continued run must share with the model it starts from: they decide
+# which tensors exist and what the trained weights mean (lengths, windows, dropout may change)
+_INIT_SHARED = ("finetune", "lora_r", "lora_alpha", "lora_targets", "lora_layers", "top_layers", "text_prefix")
+
+
+def init_bundle(spec: str) -> Path:
+    """The transformer bundle folder that ``training.init_from`` names."""
+    from kocscope.models.bundle import DEFAULT_MODEL_DIR, BundleError, read_bundle_config
+
+    root = DEFAULT_MODEL_DIR if spec == INIT_FROM_DEFAULT else Path(spec)
+    try:
+        config = read_bundle_config(root)
+        if config["kind"] == "stack":
+            names = [
+                c.get("name")
+                for c in config.get("components") or []
+                if isinstance(c, dict) and c.get("kind") == "transformer"
+            ]
+            if len(names) != 1:
+                raise ConfigError(
+                    f"training.init_from: {root} is a stack with {len(names)} transformer components; "
+                    "name the folder of the one to go on training"
+                )
+            root = root / str(names[0])
+            config = read_bundle_config(root)
+    except BundleError as exc:
+        raise ConfigError(f"training.init_from: {exc}") from exc
+    if config["kind"] != "transformer":
+        raise ConfigError(
+            f"training.init_from: {root} holds a {config['kind']!r} model; only a transformer's training goes on"
+        )
+    return root
+
+
+def _warm_start(estimator: Any, spec: str, log: Log) -> dict[str, str]:
+    """Load the trained tensors of ``spec`` into the fresh module; returns the bundle and their
+    sha256 (the start is part of what a --resume or a reused stack component must match)."""
+    from safetensors.torch import load_file
+
+    from kocscope.models.bundle import BundleError, read_bundle_config, sha256_file
+    from kocscope.models.modeling import ADAPTER_FILE
+
+    root = init_bundle(spec)
+    saved = read_bundle_config(root)
+    ours = estimator.get_params()
+    differ = [
+        f"{key} {saved.get(key)!r} (this run: {ours[key]!r})"
+        for key in _INIT_SHARED
+        if json.dumps(saved.get(key)) != json.dumps(list(ours[key]) if key == "lora_targets" else ours[key])
+    ]
+    if differ:
+        raise ConfigError(
+            f"training.init_from: {root} was trained with other model settings: {'; '.join(differ)}; "
+            "set these model settings as it has them"
+        )
+    if saved.get("base_encoder_fingerprint") != estimator.base_encoder_fingerprint_:
+        raise ConfigError(
+            f"training.init_from: {root} was trained on base encoder {saved.get('base_encoder')!r} "
+            f"(fingerprint {saved.get('base_encoder_fingerprint')}), this run's {estimator.base_encoder!r} "
+            f"has fingerprint {estimator.base_encoder_fingerprint_}"
+        )
+    try:
+        estimator._load_adapter(load_file(str(root / ADAPTER_FILE)), root / ADAPTER_FILE)
+    except BundleError as exc:
+        raise ConfigError(f"training.init_from: {exc}") from exc
+    digest = sha256_file(root / ADAPTER_FILE)
+    log(f"starting from the trained weights of {root} (sha256 {digest[:12]})")
+    return {"bundle": str(root), "adapter_sha256": digest}
+
+
 def _train_transformer(
     estimator: Any,
     config: TrainConfig,
@@ -738,6 +816,7 @@ def _train_transformer(
         raise ConfigError(f"model.settings.base_encoder: {exc}") from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model.settings: {exc}") from exc
+    init_from = _warm_start(estimator, tr.init_from, log) if tr.init_from else None
     module = estimator.module_.to(device)
     if dist.rank:  # after the seeded initialisation: each rank its own dropout masks
         torch.manual_seed(_rank_seed(tr.seed, dist.rank))
@@ -782,7 +861,11 @@ def _train_transformer(
     grades = torch.as_tensor(train_data.seeding, dtype=torch.float32)
     higher_is_better = tr.early_stopping_metric == "pr_auc"
     metric_key = "val_pr_auc" if higher_is_better else "val_loss"
-    fingerprint = {**_config_fingerprint(config), "data_sha256": _data_fingerprint(train_data, val)}
+    fingerprint = {
+        **_config_fingerprint(config),
+        "data_sha256": _data_fingerprint(train_data, val),
+        **({"init_sha256": init_from["adapter_sha256"]} if init_from else {}),
+    }
     _check_same_run(dist, fingerprint, estimator.base_encoder_fingerprint_)
 
     cache_info: dict[str, Any] | None = None
@@ -866,7 +949,7 @@ def _train_transformer(
                     rank_rng,
                 )
 
-    def evaluate_now(train_loss: float | None) -> bool:
+    def evaluate_now(train_loss: float | None, candidate: bool = True) -> bool:
         """Score validation (rank 0), track the best state; True when early stopping says stop.
 
         Rank 0's verdict is broadcast, so every rank keeps the same best state and
@@ -881,12 +964,13 @@ def _train_transformer(
         )
         if dist.active:
             improved = bool(dist.broadcast(torch.tensor([int(improved)]))[0])
+        improved = improved and candidate
         if improved:
             loop.best_metric, loop.best_step, loop.bad_evals = value, loop.step, 0
             best = {
                 nm: p.detach().to("cpu", copy=True).contiguous() for nm, p in zip(names, params)
             }
-        else:
+        elif candidate:
             loop.bad_evals += 1
         if not dist.is_main:
             return tr.early_stopping_patience > 0 and loop.bad_evals >= tr.early_stopping_patience
@@ -905,6 +989,11 @@ def _train_transformer(
         )
         return tr.early_stopping_patience > 0 and loop.bad_evals >= tr.early_stopping_patience
 
+    if init_from is not None and loop.step == 0:
+        # the starting weights' scores, for the record: the history shows what the new data
+        # changed. Not a candidate for the best state: a run that goes on from a model is
+        # asked to learn something (its validation may not be where the new data should help)
+        evaluate_now(None, candidate=False)
     module.train()
     if frozen:  # a fixed feature extractor, exactly what the embedding cache holds
         module.encoder.eval()
@@ -1003,6 +1092,7 @@ def _train_transformer(
         device=str(device),
         history=loop.history,
         embedding_cache=cache_info,
+        init_from=init_from,
     )
 
 
@@ -1237,6 +1327,7 @@ def _train_run(
         "resumed_from_step": fit.resumed_from_step,
         "history": fit.history,
         "embedding_cache": fit.embedding_cache,
+        "init_from": fit.init_from,
         "threshold_choice": choice.to_dict(),
         "data": data.describe(),
         "metrics_note": "calibration, threshold and metrics all use the validation rows: optimistic estimates",

@@ -36,6 +36,9 @@ __all__ = [
 ]
 
 
+INIT_FROM_DEFAULT = "default"  # training.init_from: the model shipped inside the package
+
+
 class ConfigError(ValueError):
     """A config file, key or value that cannot be used; the message names the key."""
 
@@ -76,9 +79,11 @@ class ModelConfig:
     """Which model kind to train; ``settings`` go to that class's ``__init__``.
 
     ``kind: stack`` (see kocscope.training.stacking) also needs ``components``:
-    name -> {kind: lexical|transformer, settings: {...}, training: {...}, train_extra: [...]},
-    where ``training`` overrides keys of the ``training`` section for that component and
-    ``train_extra`` lists training files that component alone also learns from;
+    name -> {kind: lexical|transformer, settings: {...}, training: {...}, train: [...],
+    train_extra: [...]}, where ``training`` overrides keys of the ``training`` section for
+    that component, ``train`` replaces ``data.train`` for it (e.g. a transformer that goes
+    on from a trained model with new posts only) and ``train_extra`` lists training files
+    that component alone also learns from;
     ``settings`` then holds the combiners' (C, language_features, cv_folds, seed, seeding_combiner).
     """
 
@@ -115,6 +120,10 @@ class TrainingConfig:
     # finetune=heads: embed each text once with the frozen encoder and train the
     # heads on the cache (None = do so whenever the encoder is frozen)
     cache_embeddings: bool | None = None
+    # a transformer to go on training instead of starting from the bare base encoder (new data
+    # for a trained model): its bundle folder, a stack bundle holding one transformer, or
+    # "default" (the shipped model); it must have this run's base encoder and model settings
+    init_from: str | None = None
     seed: int = 13
 
 
@@ -438,24 +447,37 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
                 name: _resolve_component(spec, base_dir) for name, spec in model["components"].items()
             }
         raw = {**raw, "model": model}
+    if isinstance(raw.get("training"), dict):
+        raw = {**raw, "training": _resolve_init(raw["training"], base_dir)}
     if isinstance(raw.get("output"), str):
         raw = {**raw, "output": _absolute(raw["output"], base_dir)}
     return raw
 
 
 def _resolve_component(spec: Any, base_dir: Path) -> Any:
-    """A stack component's local encoder folder and ``train_extra`` files, made absolute."""
+    """A stack component's local encoder folder and ``train`` / ``train_extra`` files, made absolute."""
     if not isinstance(spec, dict):
         return spec
     spec = dict(spec)
     if "settings" in spec:
         spec["settings"] = _resolve_encoder(spec["settings"], base_dir)
-    extra = spec.get("train_extra")
-    if isinstance(extra, str):
-        spec["train_extra"] = [_absolute(extra, base_dir)]
-    elif isinstance(extra, list):
-        spec["train_extra"] = [_absolute(v, base_dir) if isinstance(v, str) else v for v in extra]
+    if isinstance(spec.get("training"), dict):
+        spec["training"] = _resolve_init(spec["training"], base_dir)
+    for key in ("train", "train_extra"):
+        files = spec.get(key)
+        if isinstance(files, str):
+            spec[key] = [_absolute(files, base_dir)]
+        elif isinstance(files, list):
+            spec[key] = [_absolute(v, base_dir) if isinstance(v, str) else v for v in files]
     return spec
+
+
+def _resolve_init(training: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """A relative ``init_from`` bundle folder made absolute; ``default`` names the shipped model."""
+    value = training.get("init_from")
+    if isinstance(value, str) and value != INIT_FROM_DEFAULT:
+        return {**training, "init_from": _absolute(value, base_dir)}
+    return training
 
 
 def _resolve_encoder(settings: Any, base_dir: Path) -> Any:
@@ -526,6 +548,12 @@ def _validate(config: TrainConfig, where: str) -> None:
             raise ConfigError(
                 f"{where}: training.{key} must not be negative, got {getattr(training, key)}"
             )
+    if training.init_from is not None and config.model.kind == "lexical":
+        raise ConfigError(
+            f"{where}: training.init_from continues a transformer's training; a lexical model is "
+            "refitted from its data in one step (in a stack, set it under "
+            "model.components.<transformer>.training)"
+        )
     if not 0.0 <= training.warmup < 1.0:
         raise ConfigError(
             f"{where}: training.warmup is a fraction of the steps in [0, 1), got {training.warmup}"
@@ -545,7 +573,7 @@ _STACK_SETTINGS = {
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
     "seeding_combiner": (lambda v: isinstance(v, bool), "true or false"),
 }
-_COMPONENT_KEYS = ("kind", "settings", "training", "train_extra")
+_COMPONENT_KEYS = ("kind", "settings", "training", "train", "train_extra")
 
 
 def _validate_components(config: TrainConfig, where: str) -> None:
@@ -598,22 +626,27 @@ def _validate_components(config: TrainConfig, where: str) -> None:
             if key not in valid_training:
                 raise ConfigError(f"{where}: {at}.training: unknown key {key!r}; valid keys: {', '.join(valid_training)}")
             overrides[key] = _coerce(value, hints[key], f"{at}.training.{key}", where)
-        extra = spec.get("train_extra") or []
-        if not isinstance(extra, list) or not all(isinstance(f, str) and f for f in extra):
-            raise ConfigError(f"{where}: {at}.train_extra must be a list of files, got {spec.get('train_extra')!r}")
-        if extra and not config.data.train:
-            raise ConfigError(f"{where}: {at}.train_extra adds to data.train files; this config reads data.dataset")
+        files = {}
+        for key in ("train", "train_extra"):
+            given = spec.get(key) or []
+            if not isinstance(given, list) or not all(isinstance(f, str) and f for f in given):
+                raise ConfigError(f"{where}: {at}.{key} must be a list of files, got {spec.get(key)!r}")
+            if given and not config.data.train:
+                raise ConfigError(f"{where}: {at}.{key} stands for data.train files; this config reads data.dataset")
+            if given:
+                files[key] = list(given)
         model.components[name] = {
             "kind": spec["kind"],
             "settings": dict(spec.get("settings") or {}),
             "training": overrides,
-            **({"train_extra": list(extra)} if extra else {}),
+            **files,
         }
         component_config(config, name, where)  # the merged recipe must itself be valid
 
 
 def component_config(config: TrainConfig, name: str, where: str = "config") -> TrainConfig:
-    """The TrainConfig that trains stack component ``name``: the stack's data, split,
+    """The TrainConfig that trains stack component ``name``: the stack's data (its own
+    ``train`` files in place of data.train, if given, plus its ``train_extra``), split,
     calibration and threshold, the component's model, the training section with its
     overrides, and output ``<output>/components/<name>``."""
     spec = config.model.components[name]
@@ -621,7 +654,7 @@ def component_config(config: TrainConfig, name: str, where: str = "config") -> T
     raw["model"] = {"kind": spec["kind"], "settings": dict(spec.get("settings") or {})}
     raw["data"] = {
         **raw["data"],
-        "train": [*raw["data"]["train"], *spec.get("train_extra", [])],
+        "train": [*spec.get("train", raw["data"]["train"]), *spec.get("train_extra", [])],
         "combiner_validation": [],  # the combiners' rows alone
     }
     raw["training"] = {**raw["training"], **(spec.get("training") or {})}
