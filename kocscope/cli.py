@@ -669,6 +669,8 @@ def train_command(
 
     Example: kocscope train --config examples/train_config.yaml --set training.epochs=2 -o runs/zhihu
 
+    To adapt a trained transformer (the shipped default's, say) to your posts instead of starting from the bare encoder: --set model.kind=transformer --set training.init_from=default. Its base encoder and fine-tuning shape come with it; set max_length to its 512 for long posts (see recipes/default-model.yaml).
+
     Writes into the output folder: model/ (the bundle, for kocscope score --model runs/zhihu/model), report/ (metrics.json, report.html, figures), checkpoint/ (transformer, for --resume), train_config.json (the resolved config) and train_result.json. Validation metrics are optimistic (calibration and threshold are fitted on the same rows): use kocscope evaluate on held-out data, or kocscope cv.
 
     Exit codes: 0 done; 1 data problem or failed training; 2 bad config, option or missing file; 130 interrupted (continue with --resume).

@@ -370,6 +370,9 @@ def test_init_from_starts_where_the_saved_model_ended(tmp_path: Path, tiny_encod
     record = json.loads((went_on.bundle_path / "config.json").read_text(encoding="utf-8"))["training_run"]
     assert record["init_from"]["bundle"] == str(first.bundle_path)
     assert len(record["init_from"]["adapter_sha256"]) == 64
+    assert record["init_from"]["device"] == "cpu" and record["init_from"]["train_seconds"] > 0
+    card = (went_on.bundle_path / "README.md").read_text(encoding="utf-8")
+    assert f"going on from run/model (sha256 {record['init_from']['adapter_sha256'][:12]}), itself trained on cpu in " in card
     # with a real learning rate it goes on learning from there: its first score is the saved model's best
     more = train(
         make_config(tmp_path / "d", "transformer", encoder=tiny_encoder, init_from=str(first.bundle_path), epochs=1),
@@ -379,6 +382,19 @@ def test_init_from_starts_where_the_saved_model_ended(tmp_path: Path, tiny_encod
     assert more.history[0]["step"] == 0
     assert more.history[0]["val_pr_auc"] == pytest.approx(saved_best["val_pr_auc"], abs=1e-6)
     assert more.history[1]["step"] == 5 and more.history[1]["val_loss"] != more.history[0]["val_loss"]
+
+
+def test_init_from_supplies_the_model_settings_the_config_leaves_out(tmp_path: Path, tiny_encoder: str) -> None:
+    first = train(
+        make_config(tmp_path / "a", "transformer", encoder=tiny_encoder, max_steps=1, settings={"lora_r": 3}),
+        progress=False,
+    )
+    config = make_config(tmp_path / "b", "transformer", encoder=tiny_encoder, init_from=str(first.bundle_path), max_steps=1)
+    for key in ("lora_r", "finetune", "base_encoder"):
+        del config.model.settings[key]
+    went_on = train(config, progress=False)
+    saved = read_bundle_config(went_on.bundle_path)
+    assert (saved["lora_r"], saved["finetune"], saved["max_length"]) == (3, "lora", 16)
 
 
 def test_init_from_refuses_what_does_not_fit(tmp_path: Path, tiny_encoder: str) -> None:

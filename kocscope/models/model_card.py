@@ -71,6 +71,7 @@ def _training_note(config: dict[str, Any]) -> list[str]:
     parts = [
         f"{name} trained on {c['device']} in {c['train_seconds'] / 60:.1f} min"
         + (" (an earlier run, kept by --resume)" if c.get("reused") else "")
+        + _went_on_from(c.get("init_from"))
         for name, c in (run.get("components") or {}).items()
         if c.get("device") and c.get("train_seconds") is not None
     ]
@@ -78,10 +79,23 @@ def _training_note(config: dict[str, Any]) -> list[str]:
     return [
         "## Training run",
         f"`kocscope train` with the settings below (`train_config`), on {where}{threads}: "
-        f"{sum(timings.values()) / 60:.1f} min in all ({steps}){memory}.{components} Times include "
-        "reading cached window embeddings where a cache was present.",
+        f"{sum(timings.values()) / 60:.1f} min in all ({steps}){memory}{_went_on_from(run.get('init_from'))}."
+        f"{components} Times include reading cached window embeddings where a cache was present.",
         "",
     ]
+
+
+def _went_on_from(init: Any) -> str:
+    """A run that went on from a trained model: the model's cost spans both runs."""
+    if not isinstance(init, dict) or not init.get("bundle"):
+        return ""
+    where = "/".join(Path(init["bundle"]).parts[-2:])
+    earlier = (
+        f", itself trained on {init['device']} in {init['train_seconds'] / 60:.1f} min"
+        if init.get("device") and isinstance(init.get("train_seconds"), (int, float))
+        else ""
+    )
+    return f", going on from {where} (sha256 {str(init.get('adapter_sha256', ''))[:12]}){earlier}"
 
 
 def _num(value: Any) -> str:
@@ -125,8 +139,6 @@ def _stack_section(config: dict[str, Any]) -> list[str]:
             notes.append(f"trained on {files(spec['train'])} in place of the stack's training files")
         if spec.get("train_extra"):
             notes.append(f"also trained on {files(spec['train_extra'])}")
-        if (spec.get("training") or {}).get("init_from"):
-            notes.append(f"its training went on from {files([spec['training']['init_from']])}")
         lines.append(f"- `{c.get('name')}/`: {c.get('kind')} model{''.join(', ' + n for n in notes)}")
     lines += [
         "",

@@ -254,7 +254,7 @@ def train_stack(
     config: TrainConfig, *, resume: bool = False, progress: bool = True
 ) -> StackTrainResult:
     """Train the components, fit the combiner and threshold, cross-fit, evaluate, report, save."""
-    from kocscope.models.bundle import load_estimator
+    from kocscope.models.bundle import load_estimator, read_bundle_config
     from kocscope.models.stacking import CALIBRATION_METHOD, StackedModel
     from kocscope.training.dataset import LabelledData, load_labelled, load_training_data
     from kocscope.training.distributed import launch_env
@@ -378,6 +378,7 @@ def train_stack(
                 "device": r["device"],
                 "train_seconds": (r.get("timings") or {}).get("total"),
                 "reused": name in reused_names,
+                "init_from": (read_bundle_config(r["bundle_path"]).get("training_run") or {}).get("init_from"),
             }
             for name, r in component_runs.items()
         },

@@ -145,7 +145,7 @@ class FitOutcome:
     device: str = "cpu"
     history: list[dict[str, Any]] = field(default_factory=list)
     embedding_cache: dict[str, Any] | None = None  # per split: windows, tokens, seconds
-    init_from: dict[str, str] | None = None  # the bundle training went on from, and its weights' sha256
+    init_from: dict[str, Any] | None = None  # the bundle training went on from, its weights' sha256, its run
 
 
 @dataclass
@@ -751,7 +751,15 @@ def init_bundle(spec: str) -> Path:
     return root
 
 
-def _warm_start(estimator: Any, spec: str, log: Log) -> dict[str, str]:
+def _init_settings(spec: str) -> dict[str, Any]:
+    """The model settings a run that goes on from ``spec`` takes from it unless its config sets them."""
+    from kocscope.models.bundle import read_bundle_config
+
+    saved = read_bundle_config(init_bundle(spec))
+    return {key: saved[key] for key in ("base_encoder", *_INIT_SHARED) if key in saved}
+
+
+def _warm_start(estimator: Any, spec: str, log: Log) -> dict[str, Any]:
     """Load the trained tensors of ``spec`` into the fresh module; returns the bundle and their
     sha256 (the start is part of what a --resume or a reused stack component must match)."""
     from safetensors.torch import load_file
@@ -784,7 +792,14 @@ def _warm_start(estimator: Any, spec: str, log: Log) -> dict[str, str]:
         raise ConfigError(f"training.init_from: {exc}") from exc
     digest = sha256_file(root / ADAPTER_FILE)
     log(f"starting from the trained weights of {root} (sha256 {digest[:12]})")
-    return {"bundle": str(root), "adapter_sha256": digest}
+    earlier = saved.get("training_run") or {}
+    total = (earlier.get("timings_s") or {}).get("train")
+    return {
+        "bundle": str(root),
+        "adapter_sha256": digest,
+        # how the starting model was trained, for the card: the whole model's cost spans both runs
+        **({"device": earlier["device"], "train_seconds": total} if earlier.get("device") and total else {}),
+    }
 
 
 def _train_transformer(
@@ -1119,9 +1134,10 @@ def fit_estimator(
     A lexical model ignores it: it is one process's fit.
     """
     lexical = config.model.kind == "lexical"
-    estimator = make_estimator(
-        config.model.kind, _lexical_settings(config) if lexical else dict(config.model.settings)
-    )
+    settings = _lexical_settings(config) if lexical else dict(config.model.settings)
+    if not lexical and config.training.init_from:
+        settings = {**_init_settings(config.training.init_from), **settings}
+    estimator = make_estimator(config.model.kind, settings)
     if lexical:
         return _fit_lexical(estimator, config, train_data, log)
     return _train_transformer(

@@ -122,7 +122,8 @@ class TrainingConfig:
     cache_embeddings: bool | None = None
     # a transformer to go on training instead of starting from the bare base encoder (new data
     # for a trained model): its bundle folder, a stack bundle holding one transformer, or
-    # "default" (the shipped model); it must have this run's base encoder and model settings
+    # "default" (the shipped model); model settings left out take its base encoder and
+    # fine-tuning shape, and settings that conflict with them are refused
     init_from: str | None = None
     seed: int = 13
 
