@@ -8,6 +8,7 @@ Heavy libraries are imported inside the commands so ``--help`` stays fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -683,10 +684,20 @@ def train_command(
             result = train(settings, resume=resume, progress=not (quiet or json_output))
         except KeyboardInterrupt:
             raise fail("interrupted; run the same command with --resume to continue from the last checkpoint", 130) from None
-    from kocscope.training.distributed import is_main_process
+    from kocscope.training.distributed import is_main_process, launch_env
 
-    if not is_main_process():
-        return  # under torchrun, rank 0 prints the result once
+    if is_main_process():  # under torchrun, rank 0 prints the result once
+        _print_train_result(result, json_output)
+    if launch_env() is not None:
+        # everything is written: leave without the interpreter's teardown, in which a gloo rank
+        # of a finished run occasionally aborted ("terminate called without an active
+        # exception"), turning a good run into a failed torchrun
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def _print_train_result(result, json_output: bool) -> None:  # result: TrainResult
     if json_output:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
         return

@@ -129,6 +129,7 @@ def _stack_section(config: dict[str, Any]) -> list[str]:
     combiner = config.get("combiner") or {}
     lines = ["## Stack", "Components (each a full bundle in its own sub-folder, with its own card):"]
     specs = ((config.get("train_config") or {}).get("model") or {}).get("components") or {}
+
     def files(paths: list[str]) -> str:
         return ", ".join("/".join(Path(f).parts[-2:]) for f in paths)
 
