@@ -207,3 +207,33 @@ def test_cli_import_stays_light() -> None:
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_bundle_records_paths_from_the_folder_training_ran_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundle travels: its record of the run must not carry this machine's folders, while the
+    run folder's own train_config.json (what --resume compares) keeps them whole."""
+    write_corpus(tmp_path / "work" / "data")
+    (tmp_path / "work" / "recipes").mkdir()
+    config = tmp_path / "work" / "recipes" / "lexical.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"train": "../data/train.jsonl", "validation": "../data/val.jsonl", "seeding_column": "grade"},
+                "model": {"kind": "lexical"},
+            }
+        ),
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path / "work")
+    result = runner.invoke(app, ["train", "--config", "recipes/lexical.yaml", "-o", "runs/lex", "-q"])
+    assert result.exit_code == 0, result.output
+    bundle = read_bundle_config(tmp_path / "work" / "runs" / "lex" / "model")
+    assert bundle["train_config"]["data"]["train"] == ["data/train.jsonl"]
+    assert bundle["train_config"]["output"] == "runs/lex"
+    assert str(tmp_path) not in json.dumps(bundle, ensure_ascii=False)
+    card = (tmp_path / "work" / "runs" / "lex" / "model" / "README.md").read_text(encoding="utf-8")
+    assert str(tmp_path) not in card and "as seen from the folder `kocscope train` ran in" in card
+    saved = json.loads((tmp_path / "work" / "runs" / "lex" / "train_config.json").read_text(encoding="utf-8"))
+    assert saved["data"]["train"] == [str((tmp_path / "work" / "data" / "train.jsonl").resolve())]

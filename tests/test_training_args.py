@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from kocscope.training.training_args import ConfigError, TrainConfig, config_from_dict, load_config
+from kocscope.training.training_args import (
+    ConfigError,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+    portable_paths,
+)
 
 YAML = """
 data:
@@ -186,3 +192,21 @@ def test_saved_config_round_trips(tmp_path: Path) -> None:
     again = TrainConfig.from_dict(json.loads(saved.read_text(encoding="utf-8")))
     assert again == config
     assert not list(saved.parent.glob(".*"))  # no temp file left behind
+
+
+def test_portable_paths_shortens_only_nearby_existing_paths(tmp_path: Path) -> None:
+    (tmp_path / "main").mkdir()
+    (tmp_path / "shared").mkdir()
+    data = tmp_path / "shared" / "train.jsonl"
+    data.write_text("{}\n", encoding="utf-8")
+    record = {
+        "train": [str(data), "/no/such/file.jsonl"],
+        "nested": {"output": str(tmp_path / "main"), "n": 3, "text": "not a path"},
+    }
+    out = portable_paths(record, tmp_path / "main")
+    assert out == {
+        "train": ["../shared/train.jsonl", "/no/such/file.jsonl"],
+        "nested": {"output": ".", "n": 3, "text": "not a path"},
+    }
+    # a base in another top folder: nothing in common to be relative to
+    assert portable_paths(record, Path("/")) == record

@@ -42,6 +42,7 @@ def render_card(config: dict[str, Any]) -> str:
         "",
         *_training_note(config),
         "## Settings",
+        *(["File paths are as seen from the folder `kocscope train` ran in.", ""] if "train_config" in config else []),
         "```json",
         json.dumps({k: v for k, v in config.items() if k not in ("metrics", "training_data", "cross_fitted_metrics")}, ensure_ascii=False, indent=2, sort_keys=True),
         "```",

@@ -60,7 +60,7 @@ from kocscope.training.trainer import (
     torch_threads,
     write_json,
 )
-from kocscope.training.training_args import ConfigError, TrainConfig, component_config
+from kocscope.training.training_args import ConfigError, TrainConfig, component_config, portable_paths
 
 __all__ = [
     "COMPONENTS_DIR",
@@ -388,8 +388,8 @@ def train_stack(
     stack.metrics_ = evaluation.metrics
     stack.cross_fitted_metrics_ = crossfit
     stack.training_data_ = data.summary()
-    stack.train_config_ = config.to_dict()
-    stack.training_run_ = run
+    stack.train_config_ = portable_paths(config.to_dict())
+    stack.training_run_ = portable_paths(run)
     bundle = stack.save_pretrained(out / MODEL_DIR)
     timings["save"] = time.perf_counter() - t
     t = time.perf_counter()

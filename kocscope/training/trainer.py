@@ -78,6 +78,7 @@ from kocscope.training.training_args import (
     DataConfig,
     TrainConfig,
     TrainingConfig,
+    portable_paths,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -1215,7 +1216,8 @@ def evaluate_estimator(
 
 
 def _save_with_record(estimator: Any, target: Path, extra: dict[str, Any]) -> Path:
-    """Save the bundle, adding ``extra`` fields to its config.json.
+    """Save the bundle, adding ``extra`` fields to its config.json (with paths near the working
+    folder made relative: the bundle travels).
 
     The models' save_pretrained knows nothing of training runs, so the bundle is
     saved to a staging folder and re-packed with save_bundle (new manifest and
@@ -1231,6 +1233,7 @@ def _save_with_record(estimator: Any, target: Path, extra: dict[str, Any]) -> Pa
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging.", dir=target.parent))
+    extra = portable_paths(extra)
     try:
         staged = estimator.save_pretrained(staging / "bundle")
         staged = Path(staged) if staged is not None else staging / "bundle"

@@ -491,6 +491,25 @@ def _resolve_encoder(settings: Any, base_dir: Path) -> Any:
     return settings
 
 
+def portable_paths(record: Any, base_dir: Path | None = None) -> Any:
+    """``record`` with absolute paths near ``base_dir`` (default: the working folder) made
+    relative to it: a bundle's record of its run travels to other machines, whose folders differ.
+
+    A path counts as near when it shares its first folder with ``base_dir`` (``/work/shared``
+    beside ``/work/main``); others, such as ``/tmp``, stay absolute.
+    """
+    base = (base_dir or Path.cwd()).resolve()
+    if isinstance(record, dict):
+        return {k: portable_paths(v, base) for k, v in record.items()}
+    if isinstance(record, list):
+        return [portable_paths(v, base) for v in record]
+    if isinstance(record, str):
+        path = Path(record)
+        if path.is_absolute() and path.parts[:2] == base.parts[:2] and path.exists():
+            return Path(os.path.relpath(path, base)).as_posix()
+    return record
+
+
 def _absolute(value: str, base_dir: Path) -> str:
     if value == "-":
         return value
