@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 
 from kocscope.data.cues import CUE_CATEGORIES
 from kocscope.models.base import LABELS
-from kocscope.models.bundle import CONFIG_FILE, BundleError, load_estimator, save_bundle
+from kocscope.models.bundle import CONFIG_FILE, BundleError, load_estimator, save_bundle, sha256_file
 from kocscope.models.lexical import (
     WEIGHTS_FILE,
     LexicalModel,
@@ -383,3 +383,65 @@ def test_zhihu_subset_ranks_advertorials_well() -> None:
     val, y_val = read("val.jsonl")
     model = LexicalModel().fit(train[:3000], y_train[:3000])
     assert roc_auc_score(y_val, model.predict_outputs(val).logits) > 0.93
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"threshold": float("nan")}, "threshold must be a finite number"),
+        ({"threshold": 2.0}, r"threshold must lie in \[0, 1\]"),
+        ({"calibration": {"method": "platt", "a": "x", "b": 0.0}}, "calibration a must be a finite number"),
+        ({"calibration": [1.0, 0.0]}, "calibration must be an object"),
+    ],
+)
+def test_calibration_that_would_break_every_decision_is_refused(
+    tmp_path: Path, fitted: LexicalModel, changes: dict, message: str
+) -> None:
+    fitted.save_pretrained(tmp_path / "b")
+    repack(tmp_path / "b", tmp_path / "bad", **changes)
+    with pytest.raises(BundleError, match=f"config.json: {message}"):
+        LexicalModel.from_pretrained(tmp_path / "bad")
+
+
+def test_unreadable_or_newer_bundles_are_refused_by_name(tmp_path: Path, fitted: LexicalModel) -> None:
+    fitted.save_pretrained(tmp_path / "b")
+
+    def rewrite(folder: Path, name: str, text: str) -> None:
+        """Edit one file and re-hash it, so the check under test is the one that fires."""
+        (folder / name).write_text(text, encoding="utf-8")
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        if name in manifest["files"]:
+            manifest["files"][name] = sha256_file(folder / name)
+            (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+    cases = {
+        "newer": (CONFIG_FILE, None, "bundle format 99; this kocscope reads format 1"),
+        "notjson": (CONFIG_FILE, "{not json", "config.json: not valid JSON"),
+        "list": (CONFIG_FILE, "[1, 2]", "config.json: must hold a JSON object, got list"),
+        "manifest": ("manifest.json", '{"format": 1, "files": []}', "unreadable manifest"),
+    }
+    for name, (file, text, message) in cases.items():
+        shutil.copytree(tmp_path / "b", tmp_path / name)
+        if text is None:
+            config = json.loads((tmp_path / name / CONFIG_FILE).read_text(encoding="utf-8"))
+            text = json.dumps({**config, "format": 99})
+        rewrite(tmp_path / name, file, text)
+        with pytest.raises(BundleError, match=message):
+            load_estimator(tmp_path / name)
+
+
+def test_saving_replaces_only_an_earlier_bundle_or_an_empty_folder(tmp_path: Path, fitted: LexicalModel) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "labels.csv").write_text("id,label\n", encoding="utf-8")
+    with pytest.raises(FileExistsError, match="not a kocscope bundle"):
+        fitted.save_pretrained(work)
+    assert (work / "labels.csv").is_file()
+    (tmp_path / "model.bin").write_bytes(b"x")
+    with pytest.raises(FileExistsError, match="is a file"):
+        fitted.save_pretrained(tmp_path / "model.bin")
+    (tmp_path / "empty").mkdir()
+    fitted.save_pretrained(tmp_path / "empty")
+    fitted.save_pretrained(tmp_path / "empty")  # an earlier bundle is replaced
+    assert np.array_equal(load_estimator(tmp_path / "empty").predict_outputs(PROBE).logits,
+                          fitted.predict_outputs(PROBE).logits)

@@ -7,6 +7,8 @@ every kind turns raw scores into ``p_promotion`` and labels the same way.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -58,6 +60,13 @@ class PostEstimator:
         return float(getattr(self, "threshold_", 0.5))
 
     def set_calibration(self, a: float = 1.0, b: float = 0.0, threshold: float = 0.5, method: str = "platt") -> None:
+        """Refuses what would silently break every decision: a NaN slope, a threshold of 2."""
+        values = {"calibration a": a, "calibration b": b, "threshold": threshold}
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1] (a probability), got {threshold!r}")
         self.calibration_ = {"method": method, "a": float(a), "b": float(b)}
         self.threshold_ = float(threshold)
 
@@ -66,9 +75,19 @@ class PostEstimator:
         method = (getattr(self, "calibration_", None) or {}).get("method", "none")
         return {"calibration": {"method": method, "a": a, "b": b}, "threshold": self._threshold()}
 
-    def load_calibration_config(self, config: dict[str, Any]) -> None:
+    def load_calibration_config(self, config: dict[str, Any], source: Any = "config.json") -> None:
+        """Calibration and threshold from a bundle's config; ``source`` names the file in errors."""
+        from kocscope.models.bundle import BundleError
+
         cal = config.get("calibration") or {}
-        self.set_calibration(cal.get("a", 1.0), cal.get("b", 0.0), config.get("threshold", 0.5), cal.get("method", "none"))
+        try:
+            if not isinstance(cal, dict):
+                raise ValueError(f"calibration must be an object, got {cal!r}")
+            self.set_calibration(
+                cal.get("a", 1.0), cal.get("b", 0.0), config.get("threshold", 0.5), cal.get("method", "none")
+            )
+        except ValueError as exc:
+            raise BundleError(f"{source}: {exc}") from exc
 
     # -- decisions ------------------------------------------------------------
     def p_promotion(self, logits: np.ndarray) -> np.ndarray:

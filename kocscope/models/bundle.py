@@ -62,6 +62,7 @@ def save_bundle(
 ) -> Path:
     """Write a bundle atomically; ``write_files(tmp)`` writes the model's own files."""
     target = Path(directory)
+    _check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -82,6 +83,19 @@ def save_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _check_replaceable(target: Path) -> None:
+    """Saving replaces the whole folder: only an earlier bundle or an empty folder may go."""
+    if not target.exists():
+        return
+    if target.is_dir() and ((target / MANIFEST_FILE).is_file() or not any(target.iterdir())):
+        return
+    what = "a folder that is not a kocscope bundle" if target.is_dir() else "a file"
+    raise FileExistsError(
+        f"{target}: is {what}; saving a bundle replaces the whole folder, so it only overwrites "
+        "an earlier bundle or an empty folder. Choose another path or remove it first."
+    )
 
 
 def _member_files(root: Path) -> list[str]:
@@ -112,8 +126,11 @@ def read_bundle_config(directory: str | os.PathLike[str], expected_kind: str | N
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         listed: dict[str, str] = manifest["files"]
+        if not isinstance(listed, dict):
+            raise TypeError(f"'files' must be an object of file name -> sha256, got {type(listed).__name__}")
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"{manifest_path}: unreadable manifest ({exc})") from exc
+    _check_format(manifest.get("format"), manifest_path)
     for name, digest in listed.items():
         parts = name.split("/") if isinstance(name, str) else [""]
         if any(part in ("", ".", "..") or "\\" in part for part in parts):
@@ -128,13 +145,28 @@ def read_bundle_config(directory: str | os.PathLike[str], expected_kind: str | N
         raise BundleError(f"{root}: files not in the manifest: {', '.join(unlisted)}")
     if CONFIG_FILE not in listed:
         raise BundleError(f"{root}: the manifest does not list {CONFIG_FILE}")
-    config = json.loads((root / CONFIG_FILE).read_text(encoding="utf-8"))
+    try:
+        config = json.loads((root / CONFIG_FILE).read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise BundleError(f"{root / CONFIG_FILE}: not valid JSON ({exc})") from exc
+    if not isinstance(config, dict):
+        raise BundleError(f"{root / CONFIG_FILE}: must hold a JSON object, got {type(config).__name__}")
+    _check_format(config.get("format"), root / CONFIG_FILE)
     kind = config.get("kind")
     if kind not in MODEL_KINDS:
         raise BundleError(f"{root / CONFIG_FILE}: unknown model kind {kind!r}; expected one of {sorted(MODEL_KINDS)}")
     if expected_kind is not None and kind != expected_kind:
         raise BundleError(f"{root}: bundle holds a {kind!r} model, not a {expected_kind!r} model")
     return config
+
+
+def _check_format(value: Any, where: Path) -> None:
+    """A bundle from a newer kocscope may hold what this one misreads: refuse it by name."""
+    if value != BUNDLE_FORMAT:
+        raise BundleError(
+            f"{where}: bundle format {value!r}; this kocscope reads format {BUNDLE_FORMAT} "
+            "(a bundle written by a newer kocscope needs that version)"
+        )
 
 
 def load_estimator(directory: str | os.PathLike[str]) -> Any:

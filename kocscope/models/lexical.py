@@ -543,7 +543,7 @@ class LexicalModel(PostEstimator, BaseEstimator):
         model.seeding_intercept_ = tensors.get("seeding_intercept")
         model.lexicon_version_ = str(config["lexicon_version"])
         _warn_on_lexicon_change(model.lexicon_version_, root)
-        model.load_calibration_config(config)
+        model.load_calibration_config(config, where)
         if config.get("metrics"):
             model.metrics_ = config["metrics"]
         if config.get("training_data"):

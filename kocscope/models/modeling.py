@@ -671,7 +671,7 @@ class TransformerPostModel(PostEstimator, BaseEstimator):
         model._load_adapter(tensors, adapter)
         if model.finetune == "lora":
             model.merge_lora()  # a loaded bundle scores: fold the adapters into the weights once
-        model.load_calibration_config(config)
+        model.load_calibration_config(config, where)
         model.onnx_runtime_ = _onnx_record(config.get("runtime"), root)
         model.bundle_dir_ = root
         if runtime is not None or threads is not None:

@@ -450,7 +450,7 @@ class StackedModel(PostEstimator, BaseEstimator):
         model.seeding_coef_, model.seeding_intercept_, model.seeding_graded_rows_ = _read_seeding(
             config.get("seeding", SEEDING_RULE), model, where
         )
-        model.load_calibration_config(config)
+        model.load_calibration_config(config, where)
         for attr, key in _RECORDS:
             if config.get(key):
                 setattr(model, attr, config[key])
