@@ -195,6 +195,8 @@ def inspect_command(
     Shows accepted and rejected rows (with reasons), language mix, text length,
     optional fields present and the share of posts with disclosure cues.
 
+    Example: kocscope inspect export.csv --text-column content --rejects bad_rows.jsonl
+
     Exit codes:
     0  read through; under --on-error skip rejected rows are reported, not fatal
     1  a bad row under --on-error raise, or an unreadable file
@@ -292,6 +294,13 @@ def _check_inputs(paths: list[str]) -> None:
             raise fail(str(exc)) from None
 
 
+def _refuse_overwriting_inputs(output: str, inputs: list[str]) -> None:
+    from kocscope.data.io import same_file
+
+    if any(same_file(output, name) for name in inputs):
+        raise fail(f"{output}: the output is also an input and would be overwritten; choose another -o")
+
+
 def _scored_files(patterns: list[str]) -> list[str]:
     """Globs expanded here (quoted ones too), and a folder of shards (score --engine ray) read as its shards in order."""
     from kocscope.data.io import folder_files
@@ -355,6 +364,7 @@ def kocs(
             detect_format(output)
         except ValueError as exc:
             raise fail(str(exc)) from None
+        _refuse_overwriting_inputs(str(output), scored)
     try:
         ranking = rank_kocs(read_scored(scored, encoding=encoding, model=model), min_posts=min_posts, **settings)
     except (RecordError, ScoringUnavailable, BundleError) as exc:
@@ -362,7 +372,8 @@ def kocs(
     if output is not None:
         from kocscope.data.io import write_records
 
-        write_records(output, ranking.to_records())
+        with exit_codes():
+            write_records(output, ranking.to_records())
     skipped = ranking.skipped
     footer = (
         f"{ranking.n_ranked} authors ranked from {ranking.n_posts} posts; not ranked: "
@@ -370,17 +381,18 @@ def kocs(
         f"with fewer than {min_posts} posts ({skipped.posts_of_authors_below_min_posts} posts)"
     )
     shown = ranking.authors[:top]
+    to_stderr = str(output) == "-"  # the ranking itself is on stdout
     if json_output:
         payload = {"authors": [a.to_dict() for a in shown], "n_posts": ranking.n_posts, "n_ranked": ranking.n_ranked,
                    "skipped": vars(skipped), "settings": ranking.settings}
-        typer.echo(json.dumps(payload, ensure_ascii=False))
+        typer.echo(json.dumps(payload, ensure_ascii=False), err=to_stderr)
     else:
-        _print_kocs(shown, footer)
-    if output is not None:
+        _print_kocs(shown, footer, to_stderr)
+    if output is not None and not to_stderr:
         typer.echo(f"wrote {len(ranking.authors)} authors to {output}", err=True)
 
 
-def _print_kocs(authors: list, footer: str) -> None:
+def _print_kocs(authors: list, footer: str, to_stderr: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -397,7 +409,7 @@ def _print_kocs(authors: list, footer: str) -> None:
             f"{a.authenticity_lower:.2f}", pct(a.seeding_genuine), "—" if a.followers is None else f"{a.followers:,.0f}",
             pct(a.engagement_rate, ".1%"), Text(a.reasons[0] if a.reasons else ""),
         )
-    Console(width=160).print(table)
+    Console(width=160, stderr=to_stderr).print(table)
 
 
 @app.command()
@@ -419,26 +431,37 @@ def report(
     One file that works offline (inline CSS and SVG charts, no scripts): headline numbers,
     authenticity and seeding histograms, promotion share by language and platform, the KOC
     leaderboard with each author's evidence, and example posts with their cues highlighted.
+
+    Exit codes: 0 written; 1 bad rows or a damaged model bundle; 2 bad option, missing input,
+    or an output that is not .html, is an input, or cannot be written.
     """
     from kocscope.data.records import RecordError
     from kocscope.inference.kocs import ScoringUnavailable, read_scored
     from kocscope.inference.report import write_report
     from kocscope.models.bundle import BundleError
 
+    if output.suffix.lower() not in (".html", ".htm"):
+        raise fail(f"{output}: the report is one HTML page; name it .html")
     settings = _koc_settings(followers, {}, 0.9, None)
     scored = _scored_files(scored)
     _check_inputs(scored)
+    _refuse_overwriting_inputs(str(output), scored)
     try:
         path = write_report(output, read_scored(scored, encoding=encoding, model=model), top=top, examples=examples,
                             title=title, sources=scored, min_posts=min_posts, followers=settings["followers"])
     except (RecordError, ScoringUnavailable, BundleError) as exc:
         raise fail(str(exc), EXIT_DATA) from None
+    except OSError as exc:  # the page cannot be written there
+        raise fail(str(exc)) from None
     typer.echo(f"wrote {path}", err=True)
 
 
 def expand_inputs(patterns: list[str]) -> list[str]:
-    """Shell-style globs expanded here too, so quoted patterns and Windows shells work."""
+    """Shell-style globs expanded here too, so quoted patterns and Windows shells work. A glob
+    leaves out score's rejects files (bad rows, not posts), saying so; named ones stay."""
     import glob
+
+    from kocscope.data.io import is_rejects_file
 
     files: list[str] = []
     for pattern in patterns:
@@ -446,6 +469,10 @@ def expand_inputs(patterns: list[str]) -> list[str]:
             matched = sorted(glob.glob(pattern))
             if not matched:
                 raise fail(f"{pattern}: no file matches")
+            rejects = [name for name in matched if is_rejects_file(name)]
+            if rejects and len(rejects) < len(matched):
+                typer.echo(f"{pattern}: left out {len(rejects)} rejects file(s): {', '.join(rejects)}", err=True)
+                matched = [name for name in matched if not is_rejects_file(name)]
             files.extend(matched)
         else:
             files.append(pattern)
@@ -498,8 +525,12 @@ def score_command(
     shards (part-00000.jsonl, ... in input order) that kocs reads;
     every Ray node must reach the inputs and the output folder at the same paths.
 
+    With -o - the rows go to stdout and the summary (with --json too) to stderr;
+    rejected rows then need --rejects FILE.
+
     Exit codes: 0 done (rejected rows are counted, not fatal, under skip);
-    1 a bad row under --on-error raise, or a data error; 2 usage errors.
+    1 a bad row under --on-error raise, or a data error; 2 usage errors (an
+    output or rejects file that is also an input included); 130 interrupted.
     """
     from kocscope.inference.api import load_model
     from kocscope.inference.scoring import count_rows, score_files
@@ -526,13 +557,18 @@ def score_command(
             set_threads(threads)
             model = load_model(model_path, device=device, runtime=runtime, threads=threads)
             total = sum(count_rows(name) or 0 for name in files) if "-" not in files else None
-            with progress_bar(quiet=json_output or output == "-", total=total, unit="posts") as advance:
-                summary = score_files(
-                    files, output, model=model, batch_size=batch_size, explain=explain, on_error=on_error,
-                    rejects_path=rejects, column_map=columns, encoding=encoding, resume=resume, on_progress=advance,
-                )
-    if json_output:
-        typer.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
+            try:
+                with progress_bar(quiet=json_output or output == "-", total=total, unit="posts") as advance:
+                    summary = score_files(
+                        files, output, model=model, batch_size=batch_size, explain=explain, on_error=on_error,
+                        rejects_path=rejects, column_map=columns, encoding=encoding, resume=resume,
+                        on_progress=advance,
+                    )
+            except KeyboardInterrupt:
+                hint = "" if output == "-" else "; run the same command with --resume to continue where it stopped"
+                raise fail(f"interrupted{hint}", 130) from None
+    if json_output:  # beside rows on stdout, the summary goes to stderr
+        typer.echo(json.dumps(summary.to_dict(), ensure_ascii=False), err=output == "-")
         return
     share = f"{summary.share_promotion:.1%}" if summary.share_promotion is not None else "-"
     rate = f"{summary.posts_per_second:,.1f} posts/s" if summary.posts_per_second else "-"

@@ -266,6 +266,8 @@ def test_report_and_kocs_read_a_folder_of_shards_in_name_order(scored, tmp_path)
     write_jsonl(shards / "part-00001.jsonl", data[8:])
     write_jsonl(shards / "part-00000.jsonl", data[:8])
     (shards / "_kocscope_score.json").write_text("{}", encoding="utf-8")  # a run marker, not a shard
+    # score's rejects file beside its output: bad rows with reasons, not posts
+    write_jsonl(shards / "part-00001.jsonl.rejects.jsonl", [{"source": "x", "line": 3, "reason": "empty"}])
     whole = runner.invoke(app, ["kocs", str(scored), "--json", "--min-posts", "1"])
     folder = runner.invoke(app, ["kocs", str(shards), "--json", "--min-posts", "1"])
     assert folder.exit_code == 0, folder.output
@@ -274,6 +276,37 @@ def test_report_and_kocs_read_a_folder_of_shards_in_name_order(scored, tmp_path)
     result = runner.invoke(app, ["report", str(shards), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "KOC leaderboard" in out.read_text(encoding="utf-8")
+    globbed = runner.invoke(app, ["kocs", str(shards / "*.jsonl"), "--json", "--min-posts", "1"])
+    assert globbed.exit_code == 0, globbed.output
+    assert json.loads(globbed.stdout)["authors"] == json.loads(whole.stdout)["authors"]
+    assert "left out 1 rejects file(s)" in globbed.stderr
+
+
+def test_outputs_never_overwrite_inputs_and_write_failures_exit_2(scored, tmp_path):
+    before = scored.read_bytes()
+    result = runner.invoke(app, ["kocs", str(scored), "-o", str(scored)])
+    assert result.exit_code == 2 and "is also an input" in result.output
+    assert scored.read_bytes() == before
+    link = tmp_path / "latest.html"  # a link that leads back to the input
+    link.symlink_to(scored)
+    result = runner.invoke(app, ["report", str(scored), "-o", str(link)])
+    assert result.exit_code == 2 and "is also an input" in result.output
+    assert scored.read_bytes() == before
+    result = runner.invoke(app, ["report", str(scored), "-o", str(tmp_path / "r.jsonl")])
+    assert result.exit_code == 2 and "name it .html" in result.output
+    (tmp_path / "taken.html").mkdir()
+    result = runner.invoke(app, ["report", str(scored), "-o", str(tmp_path / "taken.html")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    result = runner.invoke(app, ["kocs", str(scored), "-o", str(scored / "ranking.csv")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_kocs_to_stdout_keeps_stdout_machine_readable(scored):
+    result = runner.invoke(app, ["kocs", str(scored), "-o", "-", "--json", "--min-posts", "1"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4 and all("author_id" in json.loads(line) for line in lines)
+    assert json.loads(result.stderr.strip().splitlines()[-1])["n_ranked"] == 4
 
 
 def test_report_errors(scored, tmp_path):

@@ -255,3 +255,40 @@ def test_stdout_output_still_writes_named_rejects(tmp_path: Path, bundle: Path) 
 def test_no_rejects_file_when_nothing_was_rejected(tmp_path: Path, model: KocscopeModel) -> None:
     summary = score_files([posts_file(tmp_path, n=5)], tmp_path / "s.jsonl", model=model, on_error="skip")
     assert summary.rejects is None and not (tmp_path / "s.jsonl.rejects.jsonl").exists()
+
+
+def test_a_run_never_writes_over_its_inputs(tmp_path: Path, bundle: Path) -> None:
+    runner = CliRunner()
+    src = posts_file(tmp_path, n=24, broken=True)
+    before = src.read_bytes()
+    out = tmp_path / "s.jsonl"
+    for extra, message in (
+        (["-o", str(src)], "the output is also an input"),
+        (["-o", str(out), "--rejects", str(src)], "the rejects file is also an input"),
+        (["-o", str(out), "--rejects", str(out)], "the rejects file and the output are the same file"),
+    ):
+        result = runner.invoke(app, ["score", str(src), "--model", str(bundle), *extra])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert src.read_bytes() == before and not out.exists()
+
+
+def test_stdout_output_needs_a_rejects_file_and_keeps_the_summary_off_stdout(tmp_path: Path, bundle: Path) -> None:
+    runner = CliRunner()
+    src = posts_file(tmp_path, n=24, broken=True)
+    result = runner.invoke(app, ["score", str(src), "-o", "-", "--model", str(bundle)])
+    assert result.exit_code == 2 and "need a --rejects file" in result.output
+    rejects = tmp_path / "rej.jsonl"
+    result = runner.invoke(app, ["score", str(src), "-o", "-", "--model", str(bundle), "--rejects", str(rejects), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 21 and all("p_promotion" in r for r in rows)
+    assert json.loads(result.stderr.strip().splitlines()[-1])["rejected"] == 3
+
+
+def test_rescoring_a_scored_row_keeps_every_earlier_field(model: KocscopeModel) -> None:
+    first = next(score_records([{"id": "a", "text": "广告 私信领券", "label": "GOLD"}], model))
+    assert first["input_label"] == "GOLD"
+    again = next(score_records([first], model))
+    assert again["input_label"] == "GOLD"  # passed through under its own name
+    assert again["input_input_label"] == first["label"]  # the first run's label, not shadowed
+    assert again["input_p_promotion"] == first["p_promotion"]

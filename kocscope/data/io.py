@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
 STDIO = "-"
+REJECTS_SUFFIX = ".rejects.jsonl"  # score's default rejects file: <output>.rejects.jsonl
 STDIN_NAME = "<stdin>"
 DATASET_NAME = "<dataset>"
 # A longer "line" is almost always a JSON array saved as .jsonl; reading it
@@ -108,13 +109,34 @@ def detect_format(path: str | os.PathLike[str], fmt: str | None = None) -> FileF
     return FileFormat(kind, compressed)  # type: ignore[arg-type]
 
 
+def default_rejects_path(output: str | os.PathLike[str]) -> Path:
+    """Where score puts rejected rows when not told: beside the output."""
+    return Path(output).with_name(Path(output).name + REJECTS_SUFFIX)
+
+
+def is_rejects_file(path: str | os.PathLike[str]) -> bool:
+    """A rejects file holds bad rows with their reasons, not posts: readers of scored folders skip it."""
+    return Path(path).name.endswith(REJECTS_SUFFIX)
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two names reach one file (links and relative paths included); stdin/stdout never do."""
+    if STDIO in (str(a), str(b)):
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return Path(a).resolve() == Path(b).resolve()
+
+
 def folder_files(directory: str | os.PathLike[str]) -> list[str]:
     """The posts files of a folder in name order: the shards of ``score --engine
-    ray`` sort in input order. Hidden and ``_`` files (run markers) are skipped."""
+    ray`` sort in input order. Hidden and ``_`` files (run markers) and rejects
+    files are skipped."""
     root = Path(directory)
     files = []
     for path in sorted(root.iterdir()):
-        if not path.is_file() or path.name.startswith((".", "_")):
+        if not path.is_file() or path.name.startswith((".", "_")) or is_rejects_file(path):
             continue
         try:
             detect_format(path)
@@ -617,11 +639,7 @@ def read_posts(
             raise FileNotFoundError(f"{path}: no such file")
         if target.is_dir():
             raise IsADirectoryError(f"{path}: is a directory, not a posts file")
-        if (
-            rejects_path is not None
-            and str(rejects_path) != STDIO
-            and Path(rejects_path).resolve() == target.resolve()
-        ):
+        if rejects_path is not None and same_file(rejects_path, target):
             raise ValueError(f"{rejects_path}: the rejects file would overwrite the input")
     mapping = resolve_column_map(
         column_map, text_column=text_column, id_column=id_column, author_column=author_column

@@ -40,6 +40,7 @@ from kocscope.data.io import (
     PostReader,
     RawRow,
     RecordWriter,
+    default_rejects_path,
     detect_format,
     iter_rows,
     read_posts,
@@ -47,7 +48,7 @@ from kocscope.data.io import (
 )
 from kocscope.data.records import RecordError, SchemaError
 from kocscope.inference.api import DEFAULT_MODEL_DIR, DEFAULT_WINDOW, KocscopeModel
-from kocscope.inference.scoring import Counts, ScoreSummary, output_row, validate_window
+from kocscope.inference.scoring import Counts, ScoreSummary, check_output_paths, output_row, validate_window
 
 DEFAULT_BLOCK_BYTES = 32 << 20  # shard size: minutes of transformer work per task, not hours
 MARKER_FILE = "_kocscope_score.json"
@@ -482,7 +483,8 @@ def score_files_ray(
     form = shard_format(out_dir, fmt)
     _check_output(out_dir)
     if on_error == "skip" and rejects_path is None:
-        rejects_path = out_dir.with_name(out_dir.name + ".rejects.jsonl")
+        rejects_path = default_rejects_path(out_dir)
+    check_output_paths(names, out_dir, rejects_path)
     if rejects_path is not None and detect_format(rejects_path).kind != "jsonl":
         raise ValueError(f"{rejects_path}: rejects are written to a JSON Lines file; name it .jsonl")
     shipped = bundle_files(model) if ship_model else None

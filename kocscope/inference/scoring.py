@@ -23,7 +23,18 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from kocscope.data.io import STDIO, PostReader, RawRow, RecordWriter, detect_format, iter_rows, plain_value, read_posts
+from kocscope.data.io import (
+    STDIO,
+    PostReader,
+    RawRow,
+    RecordWriter,
+    default_rejects_path,
+    detect_format,
+    iter_rows,
+    plain_value,
+    read_posts,
+    same_file,
+)
 from kocscope.data.records import Post, RecordError
 from kocscope.inference.api import DEFAULT_WINDOW, KocscopeModel, PostScore, load_model
 
@@ -102,16 +113,35 @@ class ScoreSummary(Counts):
 
 def output_row(post: Post, score: PostScore) -> dict[str, Any]:
     """Every input field passes through; the scores follow. An input field named
-    like a score (a gold ``label`` column, say) is kept as ``input_<name>``:
+    like a score (a gold ``label`` column, say) is kept as ``input_<name>``, with
+    more ``input_`` in front while that name is taken (re-scoring a scored file):
     nothing the user gave is dropped, and no score is shadowed."""
     scores = score.to_dict()
     del scores["id"]
+    fields = post.to_dict()
     row = {"id": post.id}
-    for name, value in post.to_dict().items():
-        if name != "id":
-            row[f"input_{name}" if name in scores else name] = value
+    for name, value in fields.items():
+        if name == "id":
+            continue
+        key = name
+        while key in scores or (key != name and key in fields):
+            key = f"input_{key}"
+        row[key] = value
     row.update(scores)
     return row
+
+
+def check_output_paths(
+    inputs: Sequence[str], output: str | os.PathLike[str], rejects_path: str | os.PathLike[str] | None
+) -> None:
+    """Refuse a run that would write over one of its inputs, or put its rejects over its output."""
+    for name in inputs:
+        if same_file(output, name):
+            raise ValueError(f"{output}: the output is also an input and would be overwritten; choose another -o")
+        if rejects_path is not None and same_file(rejects_path, name):
+            raise ValueError(f"{rejects_path}: the rejects file is also an input and would be overwritten")
+    if rejects_path is not None and same_file(rejects_path, output):
+        raise ValueError(f"{rejects_path}: the rejects file and the output are the same file")
 
 
 def validate_window(reader: PostReader, rows: Sequence[RawRow], on_error: str, reasons: dict[str, int]) -> Window:
@@ -232,8 +262,9 @@ def score_files(
 
     ``on_progress(n)`` is called with the rows read in each window. Under
     ``on_error='skip'`` rejected rows go to ``rejects_path`` (default: beside
-    the output, ``<output>.rejects.jsonl``); under ``'raise'`` the first bad
-    row stops the run with a RecordError and nothing is written.
+    the output, ``<output>.rejects.jsonl``; stdout output needs one named);
+    under ``'raise'`` the first bad row stops the run with a RecordError and
+    nothing is written. An output or rejects file that is also an input is refused.
     """
     names = [str(p) for p in inputs]
     if not names:
@@ -246,8 +277,11 @@ def score_files(
     if resume and (to_stdout or STDIO in names):
         raise ValueError("--resume needs input and output files, not stdin/stdout")
     detect_format(output)  # a bad extension fails before any work
-    if on_error == "skip" and rejects_path is None and not to_stdout:
-        rejects_path = Path(out_name).with_name(Path(out_name).name + ".rejects.jsonl")
+    if on_error == "skip" and rejects_path is None:
+        if to_stdout:
+            raise ValueError("with output to stdout ('-'), rejected rows need a --rejects file (or --on-error raise)")
+        rejects_path = default_rejects_path(out_name)
+    check_output_paths(names, out_name, rejects_path)
     summary = ScoreSummary(output=out_name, rejects=str(rejects_path) if rejects_path else None)
     options = {"model": str(model.path), "explain": explain, "on_error": on_error,
                "column_map": dict(column_map or {}), "encoding": encoding}
