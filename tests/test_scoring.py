@@ -292,3 +292,15 @@ def test_rescoring_a_scored_row_keeps_every_earlier_field(model: KocscopeModel) 
     assert again["input_label"] == "GOLD"  # passed through under its own name
     assert again["input_input_label"] == first["label"]  # the first run's label, not shadowed
     assert again["input_p_promotion"] == first["p_promotion"]
+
+
+def test_a_column_parquet_cannot_hold_fails_cleanly(tmp_path: Path, bundle: Path) -> None:
+    src = tmp_path / "mixed.jsonl"
+    src.write_text('{"id": "t1", "text": "hello there", "extra": 1}\n{"id": "t2", "text": "hello again", "extra": "two"}\n',
+                   encoding="utf-8")
+    out = tmp_path / "out" / "mixed.parquet"
+    result = CliRunner().invoke(app, ["score", str(src), "-o", str(out), "--model", str(bundle)])
+    assert result.exit_code == 2 and "'extra' mixes value types" in result.output and "score to .jsonl" in result.output
+    assert list((tmp_path / "out").iterdir()) == []  # neither the output nor hidden work files
+    result = CliRunner().invoke(app, ["score", str(src), "-o", str(tmp_path / "out" / "mixed.jsonl"), "--model", str(bundle)])
+    assert result.exit_code == 0, result.output

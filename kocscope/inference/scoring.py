@@ -413,9 +413,15 @@ def _commit(work: _WorkFiles, rejects_path: str | os.PathLike[str] | None) -> No
     if detect_format(work.output).kind == "jsonl" and not detect_format(work.output).gzip:
         os.replace(work.partial, work.output)
     else:
-        with RecordWriter(work.output) as out:
-            for row in iter_rows(work.partial):
-                out.write(row.data)
+        try:
+            with RecordWriter(work.output) as out:
+                for row in iter_rows(work.partial):
+                    out.write(row.data)
+        except ValueError as exc:  # a pass-through column Parquet cannot hold: no file, no leftovers
+            work.clear()
+            raise ValueError(
+                f"{work.output}: {exc}; score to .jsonl or .csv, which keep such columns as they are"
+            ) from exc
     if rejects_path is not None:
         os.replace(work.partial_rejects, rejects_path)
     work.clear()
