@@ -18,9 +18,13 @@ _LAZY = {
     "read_posts": "kocscope.data.io",
     "write_records": "kocscope.data.io",
     "load_model": "kocscope.inference.api",
+    "KocscopeModel": "kocscope.inference.api",
     "PostScore": "kocscope.inference.api",
+    "BundleError": "kocscope.models.bundle",
     "rank_kocs": "kocscope.inference.kocs",
     "AuthorScore": "kocscope.inference.kocs",
+    "KocRanking": "kocscope.inference.kocs",
+    "KocWeights": "kocscope.inference.kocs",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -28,9 +32,9 @@ __all__ = ["__version__", *_LAZY]
 if TYPE_CHECKING:  # pragma: no cover
     from kocscope.data.io import read_posts, write_records
     from kocscope.data.records import Post, RecordError
-    from kocscope.inference.api import PostScore
-    from kocscope.inference.kocs import AuthorScore, rank_kocs
-    from kocscope.inference.api import load_model
+    from kocscope.inference.api import KocscopeModel, PostScore, load_model
+    from kocscope.inference.kocs import AuthorScore, KocRanking, KocWeights, rank_kocs
+    from kocscope.models.bundle import BundleError
 
 
 def __getattr__(name: str) -> Any:
@@ -40,3 +44,8 @@ def __getattr__(name: str) -> Any:
     value = getattr(import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The lazy names are not in globals() until first used; list them for completion."""
+    return list(__all__)

@@ -379,6 +379,8 @@ def kocs(
         f"{ranking.n_ranked} authors ranked from {ranking.n_posts} posts; not ranked: "
         f"{skipped.posts_without_author} posts without author_id, {skipped.authors_below_min_posts} authors "
         f"with fewer than {min_posts} posts ({skipped.posts_of_authors_below_min_posts} posts)"
+        + (f"; {skipped.duplicate_posts} repeated posts (same author and id) counted once"
+           if skipped.duplicate_posts else "")
     )
     shown = ranking.authors[:top]
     to_stderr = str(output) == "-"  # the ranking itself is on stdout

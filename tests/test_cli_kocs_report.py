@@ -371,3 +371,15 @@ def test_unscored_input_scored_with_a_real_bundle(tmp_path):
     assert result.exit_code == 0, result.output
     authors = {a["author_id"]: a for a in json.loads(result.stdout)["authors"]}
     assert authors["fan"]["rank"] == 1 and authors["fan"]["share_promotion"] < authors["shop"]["share_promotion"]
+
+
+def test_a_file_given_twice_counts_each_post_once_and_says_so(scored, tmp_path):
+    once = runner.invoke(app, ["kocs", str(scored), "--json", "--min-posts", "1"])
+    twice = runner.invoke(app, ["kocs", str(scored), str(scored), "--json", "--min-posts", "1"])
+    assert json.loads(twice.stdout)["authors"] == json.loads(once.stdout)["authors"]
+    assert json.loads(twice.stdout)["skipped"]["duplicate_posts"] == 15  # every post with an author and id
+    table = runner.invoke(app, ["kocs", str(scored), str(scored)])
+    assert "15 repeated posts (same author and id) counted once" in " ".join(table.stdout.split())
+    out = tmp_path / "r.html"
+    assert runner.invoke(app, ["report", str(scored), str(scored), "-o", str(out)]).exit_code == 0
+    assert "15 repeated posts" in out.read_text(encoding="utf-8")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import date, datetime, timezone
 
+import numpy as np
 import pytest
 from scipy.stats import beta as beta_dist
 
@@ -46,6 +48,7 @@ def test_empty_input():
         "posts_without_author": 0,
         "authors_below_min_posts": 0,
         "posts_of_authors_below_min_posts": 0,
+        "duplicate_posts": 0,
     }
 
 
@@ -70,6 +73,30 @@ def test_min_posts_filter_reports_what_it_drops():
 def test_numeric_author_ids_are_strings():
     ranking = rank_kocs([post(author=12345) for _ in range(3)])
     assert ranking.authors[0].author_id == "12345"
+
+
+def test_a_post_read_twice_counts_once():
+    rows = [post(id="dup-1")] * 3 + [post(id="p2"), post(id="p3"), post(author="b", id="dup-1")]
+    ranking = rank_kocs(rows, min_posts=1)
+    a = by_id(ranking)["a"]
+    assert a.n_posts == 3 and sorted(a.top_post_ids) == ["dup-1", "p2", "p3"]
+    assert by_id(ranking)["b"].n_posts == 1  # the same id by another author is another post
+    assert ranking.skipped.duplicate_posts == 2 and ranking.n_posts == 6
+    once = rank_kocs([post(id=f"p{i}", p=0.1 * i) for i in range(4)])
+    twice = rank_kocs([post(id=f"p{i}", p=0.1 * i) for i in range(4)] * 2)  # the same file given twice
+    assert [a.to_dict() for a in twice.authors] == [a.to_dict() for a in once.authors]
+    assert twice.skipped.duplicate_posts == 4
+
+
+def test_the_first_of_duplicate_rows_is_kept():
+    rows = [post(id="x", p=0.1), post(id="x", p=0.9), post(id="y", p=0.1), post(id="z", p=0.1)]
+    assert by_id(rank_kocs(rows))["a"].n_promotion == 0
+
+
+def test_numpy_numbers_from_dataframes_are_read():
+    rows = [post(followers=np.int64(12000), likes=np.int32(300), created_at=np.int64(1714521600 + i)) for i in range(3)]
+    a = rank_kocs(rows).authors[0]
+    assert a.followers == 12000 and a.engagement_rate == pytest.approx(0.025)
 
 
 # -- the authenticity posterior ------------------------------------------------------
@@ -282,13 +309,18 @@ def test_now_defaults_to_newest_post_in_the_input():
         (None, None),
         ("", None),
         (float("nan"), None),
+        ("2024/5/1", 1714521600.0),
+        ("2024-5-1 8:00+08:00", 1714521600.0),
+        ("2024年5月1日", 1714521600.0),
+        ("2024年5月1日 08:00", 1714550400.0),
+        (np.int64(1714521600), 1714521600.0),
     ],
 )
 def test_parse_timestamp(value, expected):
     assert parse_timestamp(value) == expected
 
 
-@pytest.mark.parametrize("value", ["yesterday", True, [2024], "2024-13-01"])
+@pytest.mark.parametrize("value", ["yesterday", True, [2024], "2024-13-01", "05/01/2024", "01.05.2024 10:00"])
 def test_parse_timestamp_rejects(value):
     with pytest.raises(ValueError):
         parse_timestamp(value)
@@ -407,6 +439,26 @@ def test_parse_band_rejects(text):
 def test_invalid_options(kwargs):
     with pytest.raises(ValueError):
         rank_kocs([], **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"top": "5"}, "top must be an integer >= 0 or None, got '5'"),
+        ({"top": 2.5}, "top must be an integer"),
+        ({"confidence": "0.9"}, "confidence must be a number in (0, 1), got '0.9'"),
+        ({"prior": 5}, "prior must be two positive pseudo-counts"),
+        ({"top_posts": "3"}, "top_posts must be an integer >= 0, got '3'"),
+    ],
+)
+def test_options_of_the_wrong_type_say_which(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        rank_kocs([post()] * 3, **kwargs)
+
+
+def test_weights_must_be_koc_weights():
+    with pytest.raises(TypeError, match="weights must be a KocWeights, got dict"):
+        rank_kocs([post()] * 3, weights={"seeding": 1.0})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

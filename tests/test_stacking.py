@@ -415,6 +415,16 @@ def test_combiner_weighs_a_useful_component_over_noise() -> None:
     assert swapped.coef_[1] > 0.8 and abs(swapped.coef_[0]) < 0.15 * swapped.coef_[1]
 
 
+def test_one_string_is_refused_not_scored_per_character() -> None:
+    texts = ["a", "b", "c", "post"]
+    component = FakeComponent(dict(zip(texts, [-1.0, 1.0, -1.0, 1.0])))
+    stack = StackedModel({"only": component}, language_features=False).fit(texts, [0, 1, 0, 1])
+    for call in (stack.predict_outputs, stack.component_outputs):
+        with pytest.raises(TypeError, match="not one string"):
+            call("abc")
+    assert stack.predict_outputs(iter(["post"])).logits.shape == (1,)  # any iterable of texts still works
+
+
 def test_seeding_combiner_weighs_the_informative_head_and_falls_back_to_the_mean() -> None:
     from scipy.stats import spearmanr
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import math
+import numbers
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -165,8 +167,12 @@ def parse_count(value: Any, name: str) -> Number | None:
             )
         except InvalidOperation:
             raise RecordError(_NEGATIVE, field=name, got=value) from None
-    elif isinstance(value, (int, float, Decimal)):
-        number = Decimal(value)
+    elif isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, numbers.Integral):  # numpy integers too
+        number = Decimal(int(value))
+    elif isinstance(value, numbers.Real):
+        number = Decimal(float(value))
     else:
         raise RecordError(_NEGATIVE, field=name, got=value)
     if not number.is_finite() or number < 0:
@@ -186,25 +192,98 @@ def _parse_string(value: Any, name: str) -> str | None:
 
 def _parse_id(value: Any, name: str) -> str | None:
     """Ids may be numbers (platform user ids usually are); they are kept as strings."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value))
     if value is None or isinstance(value, str):
         return _parse_string(value, name)
     raise RecordError("must be a string or an integer", field=name, got=value)
 
 
+# Dates as exports write them: ISO 8601, year first with unpadded month and day
+# (2025/3/5, 2025-3-5 9:30), or 2025年3月5日 (optionally followed by a time).
+_YEAR_FIRST_RE = re.compile(
+    r"(?P<y>\d{4})"
+    r"(?:(?P<sep>[-/])(?P<m>\d{1,2})(?P=sep)(?P<d>\d{1,2})|年(?P<cm>\d{1,2})月(?P<cd>\d{1,2})[日号]?)"
+    r"(?!\d)(?P<time>.*)",
+    re.DOTALL,
+)
+_UNPADDED_HOUR_RE = re.compile(r"^(\d)(?=:)")  # 2025/3/5 9:30, as spreadsheets write it
+_YEAR_LAST_RE = re.compile(r"\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}(?!\d)")
+_TIMESTAMP_TYPE = "must be a date-time string or a Unix time in seconds"
+_TIMESTAMP_HINT = "write it like 2024-05-01T12:00:00Z, 2024/5/1 12:00, 2024年5月1日 or Unix seconds"
+
+
+def parse_timestamp(value: Any, name: str | None = None) -> float | None:
+    """Seconds since the epoch (UTC) of a ``created_at``-like value; None when empty.
+
+    The one reader of post dates, so every command accepts the same ones: the
+    formats above, epoch seconds or milliseconds (numbers above 1e11), and
+    datetime/date objects; naive times are UTC. ``03/05/2025`` is refused:
+    exports disagree on whether it is March or May. Raises RecordError
+    (a ValueError) naming ``name`` as the field.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+        if math.isnan(number):  # Parquet/pandas nulls
+            return None
+        if not math.isfinite(number):
+            raise RecordError(_TIMESTAMP_TYPE, field=name, got=value)
+        return number / 1000.0 if abs(number) > 1e11 else number
+    if isinstance(value, _dt.datetime):
+        moment = value
+    elif isinstance(value, _dt.date):
+        moment = _dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)  # epoch seconds written as text
+        except ValueError:
+            moment = _parse_date_text(text, name)
+        else:
+            return parse_timestamp(number, name)
+    else:
+        raise RecordError(_TIMESTAMP_TYPE, field=name, got=value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_dt.timezone.utc)
+    return moment.timestamp()
+
+
+def _parse_date_text(text: str, name: str | None) -> _dt.datetime:
+    if _YEAR_LAST_RE.match(text):
+        raise RecordError(
+            "is ambiguous (day/month or month/day?)",
+            field=name,
+            got=text,
+            hint="write the year first, like 2025-03-05",
+        )
+    iso = text
+    match = _YEAR_FIRST_RE.fullmatch(text)
+    if match:
+        month, day = (match["m"], match["d"]) if match["sep"] else (match["cm"], match["cd"])
+        time = match["time"].strip()
+        time = _UNPADDED_HOUR_RE.sub(r"0\1", time[1:] if time[:1] in ("T", "t") else time)
+        iso = f"{int(match['y']):04d}-{int(month):02d}-{int(day):02d}" + (f"T{time}" if time else "")
+    try:
+        return _dt.datetime.fromisoformat(iso)
+    except ValueError as exc:
+        detail = str(exc) if match else None  # the date part read; say what is off in it
+        raise RecordError("is not a date", field=name, got=text, detail=detail, hint=_TIMESTAMP_HINT) from None
+
+
 def _parse_created_at(value: Any) -> str | Number | None:
-    """A timestamp string as given, a Unix time in seconds, or a date/datetime
+    """The value as given once ``parse_timestamp`` can read it (so ``kocs`` and ``report``
+    accept every post that ``score`` did): a string, Unix seconds, or a date/datetime
     (Parquet timestamp columns), which becomes an ISO 8601 string."""
-    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+    if isinstance(value, str):
+        value = value.strip() or None
+    parse_timestamp(value, "created_at")
+    if isinstance(value, (_dt.datetime, _dt.date)):
         return value.isoformat()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, numbers.Real):
         return parse_count(value, "created_at")
-    if value is None or isinstance(value, str):
-        return _parse_string(value, "created_at")
-    raise RecordError(
-        "must be a date-time string or a Unix time in seconds", field="created_at", got=value
-    )
+    return value
 
 
 def make_post_id(author_id: str | None, text: str) -> str:

@@ -4,7 +4,8 @@
 bundle holds (lexical, transformer or a stack of both) and turns raw outputs into ``PostScore``
 results. One lock guards the estimator, so a single loaded model can be shared
 by the threads of a service: fast tokenizers and torch modules are not safe to
-drive from several threads at once.
+drive from several threads at once. Another serialises ``load_model``: the
+first import of transformers' lazy module is not thread-safe either.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Union
 
-from kocscope.data.records import Post, make_post_id
-from kocscope.data.text import detect_lang, normalize
+from kocscope.data.records import Post
+from kocscope.data.text import detect_lang
 from kocscope.models.bundle import DEFAULT_MODEL_DIR
 
 PostLike = Union[str, Post, Mapping[str, Any]]
@@ -27,11 +28,13 @@ PostLike = Union[str, Post, Mapping[str, Any]]
 SCORE_FIELDS = ("p_promotion", "authenticity", "label", "seeding", "lang")
 
 # Sentences for --explain: a run up to and including Chinese or Latin sentence
-# punctuation or a line break. Each is scored alone; the most promotional one
-# is reported as the span that drove the decision.
-_SENTENCE_RE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*")
+# punctuation or a line break; a '.' ends one only before whitespace or the end,
+# so 3.5 and example.com stay whole. Each is scored alone; the most promotional
+# one is reported as the span that drove the decision.
+_SENTENCE_RE = re.compile(r"(?:[^。！？!?；;.\n]|\.(?!\s|$))+[。！？!?；;.]*")
 _MAX_EXPLAIN_SENTENCES = 48
 DEFAULT_WINDOW = 512  # posts sorted by length together: big enough to pad little, small enough to stay flat
+_LOAD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,7 @@ def as_post(item: PostLike) -> Post:
     if isinstance(item, Post):
         return item
     if isinstance(item, str):
-        text = normalize(item)
-        return Post(text=text, id=make_post_id(None, text), original_text=item)
+        return Post.from_dict({"text": item})  # so "" and "   " are refused as {"text": ""} is
     if isinstance(item, Mapping):
         return Post.from_dict(item)
     raise TypeError(f"cannot score a {type(item).__name__}: pass a str, a dict with 'text', or a Post")
@@ -90,6 +92,7 @@ class KocscopeModel:
 
     def score(self, items: Iterable[PostLike], batch_size: int | None = None, explain: bool = False) -> list[PostScore]:
         """Score posts given as texts, dicts or Posts; results keep input order."""
+        _check_items(items)
         posts = [as_post(item) for item in items]
         return self.score_posts(posts, batch_size=batch_size, explain=explain)
 
@@ -99,6 +102,7 @@ class KocscopeModel:
         """Score a stream with flat memory: ``window`` posts at a time (default
         512), which the estimator sorts by length so padding stays small.
         ``batch_size=None`` lets the model batch by its own token budget."""
+        _check_items(items)
         window = window or DEFAULT_WINDOW
         stream = iter(items)
         while chunk := list(islice(stream, window)):
@@ -135,7 +139,9 @@ class KocscopeModel:
         for i, text in enumerate(texts):
             found = [m for m in _SENTENCE_RE.finditer(text) if m.group().strip()]
             for m in found[:_MAX_EXPLAIN_SENTENCES]:
-                spans.append((i, m.start(), m.end(), m.group().strip()))
+                sentence = m.group().strip()
+                start = m.start() + m.group().index(sentence)  # offsets of the stripped text
+                spans.append((i, start, start + len(sentence), sentence))
         result: list[dict[str, Any] | None] = [None] * len(texts)
         if not spans:
             return result
@@ -148,6 +154,12 @@ class KocscopeModel:
             _, start, end, sentence = spans[j]
             result[i] = {"text": sentence, "start": start, "end": end, "p_promotion": float(p[j])}
         return result
+
+
+def _check_items(items: Iterable[PostLike]) -> None:
+    """A bare str is iterable too: without this, each character would be scored as a post."""
+    if isinstance(items, str):
+        raise TypeError("items must be a sequence of posts, not one string; pass [text]")
 
 
 def _cues(text: str) -> list[dict[str, Any]]:
@@ -178,26 +190,27 @@ def load_model(
     """
     from kocscope.models.bundle import BundleError, load_estimator
 
-    target = Path(path) if path is not None else DEFAULT_MODEL_DIR
-    if path is None and not target.is_dir():
-        raise BundleError(
-            f"no default model is installed at {target}; pass a bundle directory (kocscope train writes one)"
-        )
-    estimator = load_estimator(target)
-    module = getattr(estimator, "module_", None)
-    if device and module is not None:
-        import torch
+    with _LOAD_LOCK:  # two threads' first imports of transformers would race
+        target = Path(path) if path is not None else DEFAULT_MODEL_DIR
+        if path is None and not target.is_dir():
+            raise BundleError(
+                f"no default model is installed at {target}; pass a bundle directory (kocscope train writes one)"
+            )
+        estimator = load_estimator(target)
+        module = getattr(estimator, "module_", None)
+        if device and module is not None:
+            import torch
 
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            module.to(torch.device(device))
-        except RuntimeError as exc:  # unknown device string, or CUDA asked for on a machine without it
-            raise ValueError(f"cannot use device {device!r}: {exc}") from None
-        if runtime == "auto" and device != "cpu":
-            runtime = "torch"
-    if hasattr(estimator, "set_runtime"):
-        estimator.set_runtime(runtime, threads)
-    elif runtime == "onnx":
-        raise ValueError(f"{target}: a {estimator.kind} model has no ONNX Runtime engine; use --runtime auto")
-    return KocscopeModel(estimator, target)
+            if device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            try:
+                module.to(torch.device(device))
+            except RuntimeError as exc:  # unknown device string, or CUDA asked for on a machine without it
+                raise ValueError(f"cannot use device {device!r}: {exc}") from None
+            if runtime == "auto" and device != "cpu":
+                runtime = "torch"
+        if hasattr(estimator, "set_runtime"):
+            estimator.set_runtime(runtime, threads)
+        elif runtime == "onnx":
+            raise ValueError(f"{target}: a {estimator.kind} model has no ONNX Runtime engine; use --runtime auto")
+        return KocscopeModel(estimator, target)

@@ -42,14 +42,15 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import numbers
 import os
 import statistics
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Any
 
-from kocscope.data.records import RecordError, parse_count
+from kocscope.data.records import RecordError, parse_count, parse_timestamp
 from kocscope.models.base import LABELS
 
 __all__ = [
@@ -131,6 +132,8 @@ class KocSkipped:
     posts_without_author: int = 0
     authors_below_min_posts: int = 0
     posts_of_authors_below_min_posts: int = 0
+    # the same post id by the same author again (an export read twice, a repeated row): counted once
+    duplicate_posts: int = 0
 
 
 @dataclass
@@ -150,41 +153,6 @@ class KocRanking:
 # ---------------------------------------------------------------------------
 # input parsing
 # ---------------------------------------------------------------------------
-def parse_timestamp(value: Any) -> float | None:
-    """Seconds since the epoch (UTC) from ISO-8601 text, ``YYYY/MM/DD``, epoch seconds or
-    milliseconds (numbers above 1e11 are milliseconds), or datetime/date objects.
-    Naive times are taken as UTC. Empty values give None; anything else raises ValueError."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"expected a date or time, got {value!r}")
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and math.isnan(value):
-            return None
-        if not math.isfinite(value):
-            raise ValueError(f"expected a date or time, got {value!r}")
-        return float(value) / 1000.0 if abs(value) > 1e11 else float(value)
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, date):
-        dt = datetime(value.year, value.month, value.day)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            return parse_timestamp(float(text))
-        except ValueError:
-            pass
-        try:
-            dt = datetime.fromisoformat(text.replace("/", "-"))
-        except ValueError:
-            raise ValueError(f"cannot read {value!r} as a date (use ISO 8601 like 2024-05-01T12:00:00Z)") from None
-    else:
-        raise ValueError(f"expected a date or time, got {type(value).__name__} {value!r}")
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
-
-
 def parse_band(text: str) -> tuple[float | None, float | None]:
     """Parse ``MIN:MAX`` (either side may be empty for an open end, ``k``/``m`` suffixes allowed)."""
     if text.count(":") != 1:
@@ -242,7 +210,7 @@ def _count(row: Mapping[str, Any], name: str, index: int) -> float | None:
         return None
     if type(value) is int and value >= 0:  # the common case, without parse_count's Decimal round trip
         return float(value)
-    if isinstance(value, float) and math.isnan(value):  # Parquet/pandas nulls
+    if isinstance(value, numbers.Real) and math.isnan(value):  # Parquet/pandas nulls
         return None
     try:
         number = parse_count(value, name)
@@ -280,9 +248,9 @@ def _parse_post(row: Mapping[str, Any], index: int) -> _Post:
     counts = [_count(row, name, index) for name in ENGAGEMENT_FIELDS]
     known = [c for c in counts if c is not None]
     try:
-        time = parse_timestamp(row.get("created_at"))
-    except ValueError as exc:
-        raise _bad(index, "created_at", str(exc)) from None
+        time = parse_timestamp(row.get("created_at"), "created_at")
+    except RecordError as exc:
+        raise exc.located(None, index + 1, "post") from None
     author = row.get("author_id")
     if isinstance(author, float) and math.isnan(author):
         author = None
@@ -302,9 +270,9 @@ def _parse_post(row: Mapping[str, Any], index: int) -> _Post:
 # aggregation
 # ---------------------------------------------------------------------------
 class _Author:
-    """Running totals for one author; memory is a few numbers per post."""
+    """Running totals for one author; memory is a few numbers and the id per post."""
 
-    __slots__ = ("engagement", "followers", "n", "n_genuine", "n_promotion", "seed_sum", "sum_auth", "sum_p", "times", "top")
+    __slots__ = ("engagement", "followers", "n", "n_genuine", "n_promotion", "post_ids", "seed_sum", "sum_auth", "sum_p", "times", "top")
 
     def __init__(self) -> None:
         self.n = self.n_promotion = self.n_genuine = 0
@@ -313,8 +281,10 @@ class _Author:
         self.engagement: list[tuple[float, float | None]] = []  # (interactions, post followers)
         self.times: list[float] = []
         self.top: list[tuple[float, int, str]] = []  # min-heap of (authenticity*seeding, -seq, id)
+        self.post_ids: set[str] = set()  # to count a post read twice once
 
     def add(self, post: _Post, keep_top: int) -> None:
+        self.post_ids.add(post.post_id)
         self.n += 1
         self.sum_p += post.p_promotion
         self.sum_auth += 1.0 - post.p_promotion
@@ -485,21 +455,28 @@ def rank_kocs(
     ``band_softness`` (decades), ``engagement_half`` and ``recency_half_life_days``
     shape the factor curves; ``top_posts`` is how many post ids to cite per author.
     Posts are streamed once; posts without ``author_id`` are counted in
-    ``skipped``, never pooled into one fake author. A bad post raises RecordError.
+    ``skipped``, never pooled into one fake author, and so is a post id repeated
+    for the same author (an export read twice): only its first row counts.
+    A bad post raises RecordError.
     """
-    weights = weights or KocWeights()
+    if weights is None:
+        weights = KocWeights()
+    elif not isinstance(weights, KocWeights):
+        raise TypeError(f"weights must be a KocWeights, got {type(weights).__name__}; e.g. KocWeights(seeding=0.3)")
     if isinstance(min_posts, bool) or not isinstance(min_posts, int) or min_posts < 1:
         raise ValueError(f"min_posts must be an integer >= 1, got {min_posts!r}")
     _check_band(followers)
-    if not (0.0 < confidence < 1.0):
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    if len(prior) != 2 or not all(isinstance(p, (int, float)) and math.isfinite(p) and p > 0 for p in prior):
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}")
+    if not isinstance(prior, (tuple, list)) or len(prior) != 2 or not all(isinstance(p, (int, float)) and math.isfinite(p) and p > 0 for p in prior):
         raise ValueError(f"prior must be two positive pseudo-counts (genuine, promotion), got {prior!r}")
     for name, value in (("band_softness", band_softness), ("engagement_half", engagement_half), ("recency_half_life_days", recency_half_life_days)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
-    if top is not None and top < 0:
-        raise ValueError(f"top must be >= 0 or None, got {top!r}")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 0):
+        raise ValueError(f"top must be an integer >= 0 or None, got {top!r}")
+    if isinstance(top_posts, bool) or not isinstance(top_posts, int) or top_posts < 0:
+        raise ValueError(f"top_posts must be an integer >= 0, got {top_posts!r}")
     try:
         now_ts = parse_timestamp(now)
     except ValueError as exc:
@@ -520,6 +497,9 @@ def rank_kocs(
         acc = authors.get(post.author_id)
         if acc is None:
             acc = authors[post.author_id] = _Author()
+        if post.post_id in acc.post_ids:
+            skipped.duplicate_posts += 1
+            continue
         acc.add(post, top_posts)
     if now_ts is None:
         now_ts = latest

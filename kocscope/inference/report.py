@@ -278,7 +278,10 @@ def render_report(
         f"authenticity is the {s['confidence']:.0%}-confidence lower bound; weights "
         f"{esc(', '.join(f'{k} {v:g}' for k, v in s['weights'].items()))}. "
         f"Not ranked: {ranking.skipped.posts_without_author} posts without author_id, "
-        f"{ranking.skipped.authors_below_min_posts} authors with fewer than {s['min_posts']} posts.</p>"
+        f"{ranking.skipped.authors_below_min_posts} authors with fewer than {s['min_posts']} posts"
+        + (f"; {ranking.skipped.duplicate_posts} repeated posts (same author and id) counted once"
+           if ranking.skipped.duplicate_posts else "")
+        + ".</p>"
     )
     wanted = {pid for a in ranking.authors for pid in a.top_post_ids}
     by_id = {key: r for i, r in enumerate(rows) if (key := post_key(r, i)) in wanted}

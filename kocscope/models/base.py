@@ -26,6 +26,17 @@ class ModelOutputs:
     seeding: np.ndarray  # seeding strength per text in [0, 1], shape (n,)
 
 
+def check_texts(texts: Sequence[str]) -> list[str]:
+    """The texts as a list; a bare str is refused, since iterating it would score each character."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not one string")
+    out = list(texts)
+    for i, text in enumerate(out):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+    return out
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     return np.where(x >= 0, 1.0 / (1.0 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1.0 + np.exp(-np.abs(x))))

@@ -49,7 +49,7 @@ from sklearn.exceptions import NotFittedError
 from kocscope.data.cues import CUE_CATEGORIES, find_cues
 from kocscope.data.text import HAN_RE, normalize
 from kocscope.data.tokenize import tokenize
-from kocscope.models.base import LABELS, ModelOutputs, PostEstimator
+from kocscope.models.base import LABELS, ModelOutputs, PostEstimator, check_texts
 from kocscope.models.bundle import CONFIG_FILE, BundleError, read_bundle_config, save_bundle
 
 WEIGHTS_FILE = "lexical.safetensors"
@@ -329,7 +329,7 @@ class LexicalModel(PostEstimator, BaseEstimator):
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         """The weighted feature matrix the heads see: char block, word block, then dense_feature_names()."""
         self._require_fitted()
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         parts = []
         for i in range(0, len(texts), self.batch_size):
             chars, words, dense, _ = self._raw_features(
@@ -364,7 +364,7 @@ class LexicalModel(PostEstimator, BaseEstimator):
         from kocscope.training.metrics import as_labels
 
         self._check_params()
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         labels = as_labels(y, "y")
         if labels.shape[0] != len(texts):
             raise ValueError(f"y has {labels.shape[0]} labels for {len(texts)} texts")
@@ -419,7 +419,7 @@ class LexicalModel(PostEstimator, BaseEstimator):
     def predict_outputs(self, texts: Sequence[str], batch_size: int | None = None) -> ModelOutputs:
         """Raw promotion logits and seeding strength, scored ``batch_size`` posts at a time."""
         self._require_fitted()
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         step = self.batch_size if batch_size is None else batch_size
         if not isinstance(step, int) or step < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {step!r}")
@@ -560,16 +560,6 @@ def _warn_on_lexicon_change(saved: str, root: Path) -> None:
             "cue features may differ from training, so re-check its metrics",
             stacklevel=3,
         )
-
-
-def _check_texts(texts: Sequence[str]) -> list[str]:
-    if isinstance(texts, str):
-        raise TypeError("texts must be a sequence of strings, not one string")
-    out = list(texts)
-    for i, text in enumerate(out):
-        if not isinstance(text, str):
-            raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
-    return out
 
 
 def _check_seeding(seeding: Sequence[float] | np.ndarray | None, n: int) -> np.ndarray:

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from kocscope.models.base import ModelOutputs, PostEstimator
+from kocscope.models.base import ModelOutputs, PostEstimator, check_texts
 from kocscope.models.bundle import (
     CONFIG_FILE,
     BundleError,
@@ -216,9 +216,7 @@ class StackedModel(PostEstimator, BaseEstimator):
         self, texts: Sequence[str], batch_size: int | None = None
     ) -> dict[str, ModelOutputs]:
         """Each component's raw outputs, each component run once over all texts."""
-        if isinstance(texts, str):
-            raise TypeError("texts must be a sequence of strings, not one string")
-        texts = list(texts)
+        texts = check_texts(texts)
         return {
             name: est.predict_outputs(texts, batch_size=batch_size)
             for name, est in self.components.items()
@@ -312,7 +310,7 @@ class StackedModel(PostEstimator, BaseEstimator):
     def predict_outputs(self, texts: Sequence[str], batch_size: int | None = None) -> ModelOutputs:
         """The combiner's logit (already calibrated) and the seeding combiner's strength."""
         self._require_fitted()
-        texts = list(texts)
+        texts = check_texts(texts)
         if not texts:
             return ModelOutputs(logits=np.zeros(0), seeding=np.zeros(0))
         return self.outputs_from_components(texts, self.component_outputs(texts, batch_size))
