@@ -445,3 +445,22 @@ def test_saving_replaces_only_an_earlier_bundle_or_an_empty_folder(tmp_path: Pat
     fitted.save_pretrained(tmp_path / "empty")  # an earlier bundle is replaced
     assert np.array_equal(load_estimator(tmp_path / "empty").predict_outputs(PROBE).logits,
                           fitted.predict_outputs(PROBE).logits)
+
+
+def test_sklearn_tooling_takes_it_as_a_classifier() -> None:
+    from sklearn.base import is_classifier
+    from sklearn.model_selection import cross_val_score
+
+    texts, y = toy_corpus(40, seed=5)
+    names = np.array(LABELS)[y]  # what predict returns, so fit, predict and the scorers agree
+    small = LexicalModel(n_features=2**12, n_word_features=2**10)
+    assert is_classifier(small)
+    by_name = small.fit(texts, names)
+    assert list(by_name.classes_) == list(LABELS)
+    assert np.array_equal(by_name.predict_outputs(PROBE).logits,
+                          LexicalModel(n_features=2**12, n_word_features=2**10).fit(texts, y).predict_outputs(PROBE).logits)
+    assert by_name.score(texts, names) > 0.9  # accuracy on its own training rows: a smoke check, not a metric
+    auc = cross_val_score(small, texts, names, cv=2, scoring="roc_auc", error_score="raise")
+    assert auc.shape == (2,) and (auc > 0.5).all()
+    with pytest.raises(ValueError, match="labels must be 0 / 'genuine' or 1 / 'promotion'"):
+        LexicalModel(n_features=2**12, n_word_features=2**10).fit(texts, ["ad"] * len(texts))

@@ -110,7 +110,7 @@ def test_empty_slice():
     ("y", "p", "message"),
     [
         ([0, 2], [0.1, 0.2], r"y_true\[1\] = 2"),
-        (["promotion", "genuine"], [0.1, 0.2], "0 \\(genuine\\) / 1 \\(promotion\\)"),
+        (["promotion", "ad"], [0.1, 0.2], r"y_true\[1\] = 'ad': labels must be 0 / 'genuine'"),
         ([0, 1], [0.1, float("nan")], r"p_promotion\[1\]"),
         ([0, 1], [0.1, 1.5], r"p_promotion\[1\] = 1.5"),
         ([0, 1, 1], [0.1, 0.2], "y_true has 3, p_promotion has 2"),

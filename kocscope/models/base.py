@@ -54,6 +54,11 @@ class PostEstimator:
     calibration_: dict[str, float]
     threshold_: float
 
+    @property
+    def classes_(self) -> np.ndarray:
+        """sklearn's order of ``predict_proba`` columns and ``predict`` values: fixed label names."""
+        return np.array(LABELS)
+
     def predict_outputs(self, texts: Sequence[str], batch_size: int | None = None) -> ModelOutputs:
         raise NotImplementedError
 

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 
 from kocscope.data.cues import CUE_CATEGORIES, find_cues
@@ -180,7 +180,7 @@ def _smooth_idf(counts: sp.csr_matrix) -> np.ndarray:
     return (np.log((1.0 + counts.shape[0]) / (1.0 + df)) + 1.0).astype(np.float32)
 
 
-class LexicalModel(PostEstimator, BaseEstimator):
+class LexicalModel(ClassifierMixin, PostEstimator, BaseEstimator):
     """Linear `promotion` and seeding heads on hashed n-grams, words and cues.
 
     Learned state (set by :meth:`fit` or :meth:`from_pretrained`): ``char_idf_``,

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
 from kocscope.models.base import LABELS, ModelOutputs, PostEstimator
@@ -171,7 +171,7 @@ def _onnx_record(record: Any, root: Path) -> dict[str, Any] | None:
     return record
 
 
-class TransformerPostModel(PostEstimator, BaseEstimator):
+class TransformerPostModel(ClassifierMixin, PostEstimator, BaseEstimator):
     """Multi-task post model on a pretrained encoder; see the module docstring.
 
     Learned state (set by :meth:`init_module`, training, or :meth:`from_pretrained`):

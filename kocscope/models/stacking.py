@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from kocscope.models.base import ModelOutputs, PostEstimator, check_texts
 from kocscope.models.bundle import (
@@ -129,7 +129,7 @@ def fit_combiner(
     return model.coef_.ravel().astype(np.float64), float(model.intercept_[0])
 
 
-class StackedModel(PostEstimator, BaseEstimator):
+class StackedModel(ClassifierMixin, PostEstimator, BaseEstimator):
     """Named component estimators under a logistic-regression combiner; see the module docstring.
 
     ``components``: name -> fitted estimator (any non-stack kind), in feature

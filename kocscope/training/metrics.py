@@ -31,22 +31,30 @@ def length_bucket(n_chars: int) -> str:
     return LENGTH_BUCKETS[bisect_right(LENGTH_EDGES, n_chars)]
 
 
-def as_labels(y_true: Sequence[int] | np.ndarray, name: str = "y_true") -> np.ndarray:
-    """0/1 labels (1 = promotion) as an int array; anything else is a caller bug."""
+def as_labels(y_true: Sequence[int] | Sequence[str] | np.ndarray, name: str = "y_true") -> np.ndarray:
+    """0/1 labels (1 = promotion) as an int array; the names ``genuine`` / ``promotion``
+    (what ``predict`` returns, so sklearn's scorers round-trip) become 0/1 too.
+    Anything else is a caller bug."""
+    from kocscope.models.base import LABELS
+
     y = np.asarray(y_true)
     if y.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {y.shape}")
     if y.dtype == bool:
         return y.astype(np.int64)
     if y.size and not np.issubdtype(y.dtype, np.number):
-        raise ValueError(
-            f"{name} must hold 0 (genuine) / 1 (promotion), got values like {y[:3].tolist()}"
-        )
+        named = np.isin(y, LABELS)
+        if not named.all():
+            i = int(np.flatnonzero(~named)[0])
+            raise ValueError(
+                f"{name}[{i}] = {y[i].item()!r}: labels must be 0 / 'genuine' or 1 / 'promotion'"
+            )
+        return (y == LABELS[1]).astype(np.int64)
     bad = ~np.isin(y, (0, 1))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"{name}[{i}] = {y[i].item()!r}: labels must be 0 (genuine) or 1 (promotion)"
+            f"{name}[{i}] = {y[i].item()!r}: labels must be 0 / 'genuine' or 1 / 'promotion'"
         )
     return y.astype(np.int64)
 
