@@ -346,7 +346,8 @@ def kocs(
     Per author: a Beta lower bound on authenticity (so a few lucky posts cannot win), seeding of
     their genuine posts, fit to the follower band, engagement per follower and activity, combined
     as a weighted mean; factors the export lacks (followers, likes..., created_at) are left out and
-    their weight shared by the rest. Unscored posts are scored first. Exit 1 on bad rows.
+    their weight shared by the rest. Unscored posts are scored first. Exit 1 on bad rows,
+    2 on bad options, files or a --model bundle that does not verify.
     """
     from kocscope.data.records import RecordError
     from kocscope.inference.kocs import ScoringUnavailable, rank_kocs, read_scored
@@ -367,8 +368,10 @@ def kocs(
         _refuse_overwriting_inputs(str(output), scored)
     try:
         ranking = rank_kocs(read_scored(scored, encoding=encoding, model=model), min_posts=min_posts, **settings)
-    except (RecordError, ScoringUnavailable, BundleError) as exc:
+    except (RecordError, ScoringUnavailable) as exc:
         raise fail(str(exc), EXIT_DATA) from None
+    except BundleError as exc:  # as score says it: the --model given does not verify
+        raise fail(str(exc)) from None
     if output is not None:
         from kocscope.data.io import write_records
 
@@ -434,8 +437,8 @@ def report(
     authenticity and seeding histograms, promotion share by language and platform, the KOC
     leaderboard with each author's evidence, and example posts with their cues highlighted.
 
-    Exit codes: 0 written; 1 bad rows or a damaged model bundle; 2 bad option, missing input,
-    or an output that is not .html, is an input, or cannot be written.
+    Exit codes: 0 written; 1 bad rows; 2 bad option, missing input, a --model bundle that
+    does not verify, or an output that is not .html, is an input, or cannot be written.
     """
     from kocscope.data.records import RecordError
     from kocscope.inference.kocs import ScoringUnavailable, read_scored
@@ -451,8 +454,10 @@ def report(
     try:
         path = write_report(output, read_scored(scored, encoding=encoding, model=model), top=top, examples=examples,
                             title=title, sources=scored, min_posts=min_posts, followers=settings["followers"])
-    except (RecordError, ScoringUnavailable, BundleError) as exc:
+    except (RecordError, ScoringUnavailable) as exc:
         raise fail(str(exc), EXIT_DATA) from None
+    except BundleError as exc:  # as score says it: the --model given does not verify
+        raise fail(str(exc)) from None
     except OSError as exc:  # the page cannot be written there
         raise fail(str(exc)) from None
     typer.echo(f"wrote {path}", err=True)
@@ -644,7 +649,7 @@ _SHORT = {"n_promotion": "promo", "precision": "prec", "recall": "rec", "thresho
 
 @contextmanager
 def _training_errors() -> Iterator[None]:
-    """Exit 2 for config and file problems, 1 for data and training failures."""
+    """Exit 2 for config, file and bundle problems (as scoring does), 1 for data and training failures."""
     from kocscope.data.records import RecordError
     from kocscope.models.bundle import BundleError
     from kocscope.training.dataset import DataError
@@ -653,9 +658,9 @@ def _training_errors() -> Iterator[None]:
 
     try:
         yield
-    except ConfigError as exc:
+    except (ConfigError, BundleError) as exc:
         raise fail(str(exc), EXIT_USAGE) from None
-    except (DataError, RecordError, TrainingError, BundleError) as exc:
+    except (DataError, RecordError, TrainingError) as exc:
         raise fail(str(exc), EXIT_DATA) from None
     except OSError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
@@ -710,9 +715,9 @@ def train_command(
 
     To adapt a trained transformer (the shipped default's, say) to your posts instead of starting from the bare encoder: --set model.kind=transformer --set training.init_from=default. Its base encoder and fine-tuning shape come with it; set max_length to its 512 for long posts (see recipes/default-model.yaml).
 
-    Writes into the output folder: model/ (the bundle, for kocscope score --model runs/zhihu/model), report/ (metrics.json, report.html, figures), checkpoint/ (transformer, for --resume), train_config.json (the resolved config) and train_result.json. Validation metrics are optimistic (calibration and threshold are fitted on the same rows): use kocscope evaluate on held-out data, or kocscope cv.
+    Writes into the output folder: model/ (the bundle, for kocscope score --model runs/zhihu/model), report/ (metrics.json, report.html, figures), checkpoint/ (transformer, for --resume), train_config.json (the resolved config) and, last, train_result.json: a folder without it holds a run that did not finish. Validation metrics are optimistic (calibration and threshold are fitted on the same rows): use kocscope evaluate on held-out data, or kocscope cv.
 
-    Exit codes: 0 done; 1 data problem or failed training; 2 bad config, option or missing file; 130 interrupted (continue with --resume).
+    Exit codes: 0 done; 1 data problem or failed training; 2 bad config, option, missing file or an init_from bundle that does not verify; 130 interrupted (continue with --resume once a checkpoint was written).
     """
     from kocscope.training.trainer import train
 
@@ -721,7 +726,11 @@ def train_command(
         try:
             result = train(settings, resume=resume, progress=not (quiet or json_output))
         except KeyboardInterrupt:
-            raise fail("interrupted; run the same command with --resume to continue from the last checkpoint", 130) from None
+            out = Path(settings.output or ".")
+            kept = any(out.glob("**/checkpoint/state.json")) or any(out.glob("components/*/model/manifest.json"))
+            hint = ("run the same command with --resume to go on from what was saved" if kept
+                    else "nothing was saved to go on from yet; run the same command again")
+            raise fail(f"interrupted; {hint}", 130) from None
     from kocscope.training.distributed import is_main_process, launch_env
 
     if is_main_process():  # under torchrun, rank 0 prints the result once
@@ -774,7 +783,7 @@ def evaluate_command(
 
     Example: kocscope evaluate runs/zhihu/model heldout.jsonl --positive-label 1 --group-column topic -o eval/
 
-    Exit codes: 0 done; 1 data problem (labels, columns) or a damaged bundle; 2 bad option or missing file.
+    Exit codes: 0 done; 1 data problem (labels, columns); 2 bad option, missing file, or a bundle that does not verify.
     """
     from kocscope.training.trainer import evaluate_model
     from kocscope.training.training_args import DataConfig
@@ -823,6 +832,8 @@ def cv_command(
     All labelled rows (training and validation sources) are split into stratified folds; each fold trains with the config's recipe (early stopping, calibration and threshold on a split of its training part) and is scored on its held-out fold only, so the metrics are honest. No model is saved.
 
     Example: kocscope cv --config examples/train_config.yaml --folds 5 --set training.max_train_rows=3000
+
+    A stack is not cross-validated here: its card holds its cross-fitted validation figures.
 
     Exit codes: 0 done; 1 data problem (e.g. too few rows of a class for the folds); 2 bad config or option.
     """

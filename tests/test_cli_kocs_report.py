@@ -234,9 +234,9 @@ def test_unscored_input_errors_point_at_file_and_line(tmp_path, monkeypatch):
 
     fake.score_records = no_model
     result = runner.invoke(app, ["report", str(raw), "-o", str(tmp_path / "r.html")])
-    assert result.exit_code == 1 and "no default model" in result.output
+    assert result.exit_code == 2 and "no default model" in result.output  # as score: a bundle problem
     result = runner.invoke(app, ["kocs", str(raw), "--model", str(tmp_path / "no-such-bundle")])
-    assert result.exit_code == 1 and "no-such-bundle" in result.output
+    assert result.exit_code == 2 and "no-such-bundle" in result.output
 
 
 def test_unscored_input_without_scoring_engine_exits_1(tmp_path, monkeypatch):

@@ -187,7 +187,7 @@ def test_evaluate_refuses_a_tampered_bundle(tmp_path: Path, tiny_encoder: str) -
     result = runner.invoke(
         app, ["evaluate", str(tmp_path / "run" / "model"), str(tmp_path / "data" / "val.jsonl")]
     )
-    assert result.exit_code == 1 and "sha256 does not match" in result.stderr
+    assert result.exit_code == 2 and "sha256 does not match" in result.stderr  # as score says it
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "cv"])
@@ -237,3 +237,82 @@ def test_the_bundle_records_paths_from_the_folder_training_ran_in(
     assert str(tmp_path) not in card and "as seen from the folder `kocscope train` ran in" in card
     saved = json.loads((tmp_path / "work" / "runs" / "lex" / "train_config.json").read_text(encoding="utf-8"))
     assert saved["data"]["train"] == [str((tmp_path / "work" / "data" / "train.jsonl").resolve())]
+
+
+def test_an_interrupt_before_any_checkpoint_says_there_is_nothing_to_resume(
+    tmp_path: Path, tiny_encoder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config(tmp_path, tiny_encoder, eval_every_steps=2, checkpoint_every_steps=50)
+    with monkeypatch.context() as patch:
+        interrupt_at_training_batch(patch, call=1)
+        cut = runner.invoke(app, ["train", "--config", str(config), "-q"])
+    assert cut.exit_code == 130 and "nothing was saved to go on from yet" in cut.stderr
+
+
+def lexical_config(folder: Path, **data: object) -> Path:
+    write_corpus(folder / "data")
+    config = folder / "lexical.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"train": "data/train.jsonl", "validation": "data/val.jsonl", "seeding_column": "grade", **data},
+                "model": {"kind": "lexical"},
+                "output": "run",
+            }
+        ),
+        encoding="utf-8",
+    )
+    return config
+
+
+def test_a_run_that_did_not_finish_leaves_no_train_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train_result.json is the mark of a finished run: an interrupted rerun into the same
+    folder must not leave the earlier run's mark beside its own half-written files."""
+    import kocscope.training.report as report
+
+    config = lexical_config(tmp_path)
+    assert runner.invoke(app, ["train", "--config", str(config), "-q"]).exit_code == 0
+    assert (tmp_path / "run" / "train_result.json").is_file()
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_report", interrupted)  # after the new model/ is in place
+    cut = runner.invoke(app, ["train", "--config", str(config), "-q", "--set", "calibration.method=temperature"])
+    assert cut.exit_code == 130
+    assert read_bundle_config(tmp_path / "run" / "model")["calibration"]["method"] == "temperature"
+    assert not (tmp_path / "run" / "train_result.json").exists()
+
+
+def test_an_output_that_is_a_file_fails_before_any_work(tmp_path: Path) -> None:
+    config = lexical_config(tmp_path)
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    for args in (["train", "--config", str(config), "-o", str(tmp_path / "afile")],
+                 ["cv", "--config", str(config), "--folds", "2", "-o", str(tmp_path / "afile")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "is a file, not a folder" in result.output, result.output
+
+
+def test_cv_takes_group_columns_that_only_validation_has_and_refuses_a_stack(tmp_path: Path) -> None:
+    config = lexical_config(tmp_path, group_columns=["source"])
+    rows = [json.loads(line) for line in (tmp_path / "data" / "val.jsonl").read_text(encoding="utf-8").splitlines()]
+    write_jsonl(tmp_path / "data" / "val.jsonl", [{**r, "source": "forum"} for r in rows])
+    assert runner.invoke(app, ["train", "--config", str(config), "-q"]).exit_code == 0
+    result = runner.invoke(app, ["cv", "--config", str(config), "--folds", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    stack = runner.invoke(app, ["cv", "--config", str(config), "--folds", "2", "-q", "--set", "model.kind=stack",
+                                "--set", "model.components={lexical: {kind: lexical}}"])
+    assert stack.exit_code == 2 and "cross-fitted validation metrics" in stack.output, stack.output
+
+
+def test_evaluate_gives_back_the_training_report_intervals(tmp_path: Path) -> None:
+    config = lexical_config(tmp_path)
+    assert runner.invoke(app, ["train", "--config", str(config), "-q", "--set", "training.seed=13"]).exit_code == 0
+    recorded = json.loads((tmp_path / "run" / "report" / "metrics.json").read_text(encoding="utf-8"))
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "run" / "model"), str(tmp_path / "data" / "val.jsonl"),
+                                 "--seeding-column", "grade", "--json"])
+    assert result.exit_code == 0, result.output
+    again = json.loads(result.stdout)
+    assert recorded["intervals"]["f1"] and again["intervals"] == recorded["intervals"]

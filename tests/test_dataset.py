@@ -370,8 +370,22 @@ def test_seeding_grades_join_by_id_and_the_column_wins(tmp_path: Path) -> None:
     assert labelled.seeding[0] == 1.0 and labelled.seeding[2] == 0.5  # x0 keeps its own grade 4
     assert np.isnan(labelled.seeding[1]) and np.isnan(labelled.seeding[3])
     bad = write_jsonl(tmp_path / "b.jsonl", [{"id": "x1", "seeding": 7}])
-    with pytest.raises(DataError, match=r"b\.jsonl, line 1: needs a string 'id' and a 'seeding' grade 0-4"):
+    with pytest.raises(DataError, match=r"b\.jsonl, line 1: needs an 'id' and a 'seeding' grade 0-4"):
         load_labelled(posts, DataConfig(positive_label=1, seeding_column="grade", seeding_grades=[bad]))
+
+
+def test_grades_that_match_no_post_are_counted_and_numeric_ids_join(tmp_path: Path) -> None:
+    train = write_jsonl(tmp_path / "t.jsonl", [{"id": i, "text": f"t {i}", "label": i % 2} for i in range(6)])
+    val = write_jsonl(tmp_path / "v.jsonl", [{"id": f"v{i}", "text": f"v {i}", "label": i % 2} for i in range(4)])
+    grades = write_jsonl(tmp_path / "g.jsonl", [{"id": 1, "seeding": 4}, {"id": "v0", "seeding": 2},
+                                                  {"id": "gone", "seeding": 3}, {"id": "gone2", "seeding": 1}])
+    config = config_from_dict(
+        {"data": {"train": [train], "validation": [val], "positive_label": 1, "seeding_grades": [grades]}}
+    )
+    data = load_training_data(config)
+    assert data.train.seeding[1] == 1.0 and data.validation.seeding[0] == 0.5
+    assert data.unmatched_grades == 2 and data.describe()["unmatched_seeding_grades"] == 2
+    assert "2 seeding grades (data.seeding_grades) matched no post here." in data.summary()
 
 
 def test_a_group_column_may_sit_in_the_validation_files_alone(tmp_path: Path) -> None:

@@ -310,6 +310,21 @@ def test_resume_refuses_other_settings_and_missing_checkpoints(
         train(config, resume=True, progress=False)
 
 
+def test_resume_refuses_an_encoder_rebuilt_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same folder, other weights: adapters trained on the old encoder mean nothing on the new one."""
+    encoder = tiny_models.build_tiny_encoder(tmp_path / "enc", VOCAB, hidden_size=16, intermediate_size=32)
+    config = make_config(tmp_path / "run", "transformer", encoder=str(encoder), eval_every_steps=2)
+    with monkeypatch.context() as patch:
+        interrupt_at_training_batch(patch, call=4)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, progress=False)
+    tiny_models.build_tiny_encoder(tmp_path / "enc", VOCAB, seed=7, hidden_size=16, intermediate_size=32)
+    with pytest.raises(TrainingError, match="base_encoder_fingerprint: was"):
+        train(config, resume=True, progress=False)
+
+
 def test_early_stopping_keeps_the_best_state(tmp_path: Path, tiny_encoder: str) -> None:
     # a learning rate far below float32 resolution: nothing changes, so nothing improves
     config = make_config(

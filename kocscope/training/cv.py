@@ -25,6 +25,7 @@ from kocscope.training.dataset import (
     stratified_subsample,
 )
 from kocscope.training.trainer import (
+    check_output_folder,
     calibrate,
     evaluate_estimator,
     fit_estimator,
@@ -32,7 +33,7 @@ from kocscope.training.trainer import (
     torch_threads,
     write_json,
 )
-from kocscope.training.training_args import TrainConfig
+from kocscope.training.training_args import ConfigError, TrainConfig
 
 __all__ = ["SUMMARY_METRICS", "CVResult", "FoldResult", "cross_validate"]
 
@@ -106,6 +107,12 @@ def _summarise(
 
 def cross_validate(config: TrainConfig, folds: int = 5, *, progress: bool = False) -> CVResult:
     """Stratified ``folds``-fold CV of ``config``'s recipe; writes cv_results.json into ``config.output`` if set."""
+    if config.model.kind == "stack":
+        raise ConfigError(
+            "model.kind: kocscope cv cross-validates one model (lexical or transformer); a stack's "
+            "honest figures are its cross-fitted validation metrics, in the card `kocscope train` writes"
+        )
+    check_output_folder(config.output)
     log = stderr_log(progress)
     data, _ = load_all_labelled(config)
     splits = stratified_folds(data, folds, config.split.seed)

@@ -408,11 +408,10 @@ def _parse_grades(raw: _RawLabelled, cfg: DataConfig) -> np.ndarray:
     return out
 
 
-def _join_grades(data: LabelledData, cfg: DataConfig) -> LabelledData:
-    """Fill missing seeding grades from ``data.seeding_grades`` files ({"id", "seeding"} per line).
+def _read_grades(cfg: DataConfig) -> dict[str, float]:
+    """Post id -> grade / 4 from the ``data.seeding_grades`` files ({"id", "seeding"} per line).
 
-    Grades kept apart from a corpus (its text may not be copied) join by post id;
-    a grade in the data's own seeding column wins.
+    Grades kept apart from a corpus (its text may not be copied) join by post id.
     """
     from kocscope.data.io import iter_rows
 
@@ -425,13 +424,20 @@ def _join_grades(data: LabelledData, cfg: DataConfig) -> LabelledData:
             if row.error is not None:
                 raise DataError(f"{where}: {row.error.explanation} (data.seeding_grades)")
             post_id, value = row.data.get("id"), row.data.get("seeding")
+            if isinstance(post_id, int) and not isinstance(post_id, bool):
+                post_id = str(post_id)  # numeric ids, as the posts' own id column allows
             try:
                 grade = _grade01(value)
             except (TypeError, ValueError):
                 grade = math.nan
             if not isinstance(post_id, str) or math.isnan(grade):
-                raise DataError(f"{where}: needs a string 'id' and a 'seeding' grade 0-4, got {row.data!r}")
+                raise DataError(f"{where}: needs an 'id' and a 'seeding' grade 0-4, got {row.data!r}")
             grades[post_id] = grade
+    return grades
+
+
+def _join_grades(data: LabelledData, grades: dict[str, float]) -> LabelledData:
+    """Fill missing seeding grades by post id; a grade in the data's own seeding column wins."""
     for i, post_id in enumerate(data.ids):
         if np.isnan(data.seeding[i]) and post_id in grades:
             data.seeding[i] = grades[post_id]
@@ -498,7 +504,8 @@ def load_labelled(
             where=[w for r in raws for w in r.where],
         )
         mapping = resolve_label_mapping(combined, cfg)
-    return _join_grades(LabelledData.concat([_finish(raw, mapping, cfg) for raw in raws]), cfg), mapping
+    data = LabelledData.concat([_finish(raw, mapping, cfg) for raw in raws])
+    return (_join_grades(data, _read_grades(cfg)) if cfg.seeding_grades else data), mapping
 
 
 # --- splits -------------------------------------------------------------------------
@@ -594,6 +601,9 @@ class TrainingData:
     mapping: LabelMapping
     validation_from: str  # "file", "dataset split" or "stratified split of the training data"
     total_train_rows: int  # before max_train_rows subsampling
+    # data.seeding_grades ids found in neither split: a run whose own files leave some grades
+    # out (a stack component with its own `train`) is fine, so they are counted, not refused
+    unmatched_grades: int = 0
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -602,6 +612,7 @@ class TrainingData:
             "validation_from": self.validation_from,
             "labels": self.mapping.to_dict(),
             "train_rows_before_subsample": self.total_train_rows,
+            "unmatched_seeding_grades": self.unmatched_grades,
         }
 
     def summary(self) -> str:
@@ -619,6 +630,8 @@ class TrainingData:
             f"Validation ({self.validation_from}): {len(va):,} rows, {va.n_promotion:,} promotion. "
             f"Label {_one_or_list(self.mapping.positive)!r} = promotion"
             + (f", {_one_or_list(self.mapping.negative)!r} = genuine." if self.mapping.negative else ".")
+            + (f" {self.unmatched_grades:,} seeding grades (data.seeding_grades) matched no post here."
+               if self.unmatched_grades else "")
         )
 
 
@@ -633,16 +646,17 @@ def _train_source(cfg: DataConfig) -> tuple[str | list[str], str | None]:
 
 
 def load_all_labelled(config: TrainConfig) -> tuple[LabelledData, LabelMapping]:
-    """Training and validation rows together (cross-validation makes its own splits)."""
+    """Training and validation rows together (cross-validation makes its own splits and
+    reports no group slices, so group columns need not be in every file)."""
     cfg = config.data
     source, split = _train_source(cfg)
-    data, mapping = load_labelled(source, cfg, dataset_split=split)
+    data, mapping = load_labelled(source, cfg, dataset_split=split, check_groups=False)
     extra: LabelledData | None = None
     if cfg.validation:
-        extra, _ = load_labelled(cfg.validation, cfg, mapping=mapping)
+        extra, _ = load_labelled(cfg.validation, cfg, mapping=mapping, check_groups=False)
     elif cfg.dataset and cfg.dataset_validation_split:
         extra, _ = load_labelled(
-            cfg.dataset, cfg, mapping=mapping, dataset_split=cfg.dataset_validation_split
+            cfg.dataset, cfg, mapping=mapping, dataset_split=cfg.dataset_validation_split, check_groups=False
         )
     if extra is not None:
         data = LabelledData.concat([data, extra])
@@ -675,8 +689,10 @@ def load_training_data(config: TrainConfig) -> TrainingData:
         train, validation = stratified_split(train, config.split)
         origin = f"stratified {config.split.val_fraction:g} of the training data, seed {config.split.seed}"
     total = len(train)
+    seen = {*train.ids, *validation.ids}
+    unmatched = sum(post_id not in seen for post_id in _read_grades(cfg)) if cfg.seeding_grades else 0
     if config.training.max_train_rows is not None:
         train = stratified_subsample(train, config.training.max_train_rows, config.training.seed)
     require_both_classes(train, "training")
     require_both_classes(validation, "validation")
-    return TrainingData(train, validation, mapping, origin, total)
+    return TrainingData(train, validation, mapping, origin, total, unmatched)

@@ -47,6 +47,7 @@ from kocscope.training.trainer import (
     CHECKPOINT_DIR,
     MODEL_DIR,
     REPORT_DIR,
+    RESULT_FILE,
     STATE_FILE,
     TrainResult,
     _config_fingerprint,
@@ -240,7 +241,7 @@ def _reusable(folder: Path, record: dict[str, Any]) -> TrainResult | None:
     try:
         saved = json.loads((folder / RECORD_FILE).read_text(encoding="utf-8"))
         result = TrainResult.from_dict(
-            json.loads((folder / "train_result.json").read_text(encoding="utf-8"))
+            json.loads((folder / RESULT_FILE).read_text(encoding="utf-8"))
         )
         # the bundle where it is now: a run folder may have moved, or come from a GPU machine
         result = dataclasses.replace(result, bundle_path=folder / MODEL_DIR, output_dir=folder)
@@ -434,7 +435,7 @@ def train_stack(
         cross_fitted_metrics=crossfit,
         components=component_runs,
     )
-    write_json(out / "train_result.json", result.to_dict())
+    write_json(out / RESULT_FILE, result.to_dict())
     return result
 
 

@@ -71,7 +71,7 @@ from kocscope.training.dataset import (
     load_labelled,
     load_training_data,
 )
-from kocscope.training.distributed import SINGLE, Distributed, data_parallel
+from kocscope.training.distributed import SINGLE, Distributed, data_parallel, is_main_process
 from kocscope.training.training_args import (
     INIT_FROM_DEFAULT,
     ConfigError,
@@ -91,6 +91,7 @@ __all__ = [
     "TrainResult",
     "TrainingError",
     "calibrate",
+    "check_output_folder",
     "evaluate_estimator",
     "evaluate_model",
     "fit_estimator",
@@ -105,6 +106,7 @@ EMBEDDING_CACHE_DIR = "embedding_cache"
 CHECKPOINT_FORMAT = 1
 STATE_FILE = "state.json"
 MODEL_DIR = "model"
+RESULT_FILE = "train_result.json"  # written last: the mark of a finished run
 REPORT_DIR = "report"
 # settings that may change between an interrupted run and its --resume (the data
 # itself is compared by content, so moved files still resume)
@@ -699,16 +701,14 @@ def _reduce_gradients(params: list[Any], loss: Any, dist: Distributed) -> float:
     return float(flat[-1])
 
 
-def _check_same_run(dist: Distributed, fingerprint: dict[str, Any], encoder: str) -> None:
+def _check_same_run(dist: Distributed, fingerprint: dict[str, Any]) -> None:
     """Every rank must see the same data, settings and encoder (each loads them itself,
     on several nodes from its own disk), or the shards would not add up to one batch."""
     import torch
 
     if not dist.active:
         return
-    digest = hashlib.sha256(
-        json.dumps([fingerprint, encoder], sort_keys=True, default=str).encode()
-    ).digest()
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).digest()
     mine = torch.frombuffer(bytearray(digest), dtype=torch.uint8)
     differing = [r for r, d in enumerate(dist.all_gather(mine)) if not torch.equal(d, mine)]
     if differing:
@@ -880,9 +880,11 @@ def _train_transformer(
     fingerprint = {
         **_config_fingerprint(config),
         "data_sha256": _data_fingerprint(train_data, val),
+        # the encoder's weights, not only its name: a folder rebuilt in place is another encoder
+        "base_encoder_fingerprint": estimator.base_encoder_fingerprint_,
         **({"init_sha256": init_from["adapter_sha256"]} if init_from else {}),
     }
-    _check_same_run(dist, fingerprint, estimator.base_encoder_fingerprint_)
+    _check_same_run(dist, fingerprint)
 
     cache_info: dict[str, Any] | None = None
     if cache_embeddings:
@@ -1251,6 +1253,12 @@ def _save_with_record(estimator: Any, target: Path, extra: dict[str, Any]) -> Pa
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def check_output_folder(path: str | os.PathLike[str] | None, option: str = "output") -> None:
+    """A file where the output folder should go fails at the end of a long run: fail first."""
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise ConfigError(f"{option} {path}: is a file, not a folder; name a folder for the results")
+
+
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train, calibrate, evaluate and save a model as ``config`` says; see the module docstring.
 
@@ -1260,6 +1268,11 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     """
     if not config.output:
         raise ConfigError("no output folder: set `output` in the config or pass --output")
+    check_output_folder(config.output)
+    if is_main_process():
+        # written last, so a folder without it holds a run that did not finish (an earlier
+        # run's model/ or report/ may sit beside a newer one's until this run completes)
+        (Path(config.output) / RESULT_FILE).unlink(missing_ok=True)
     if config.model.kind == "stack":  # components, then the combiner: kocscope.training.stacking
         from kocscope.training.stacking import train_stack
 
@@ -1272,7 +1285,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         dist.barrier()  # rank 0's files are complete
         if result is None:
             result = TrainResult.from_dict(
-                json.loads((out / "train_result.json").read_text(encoding="utf-8"))
+                json.loads((out / RESULT_FILE).read_text(encoding="utf-8"))
             )
     return result
 
@@ -1391,7 +1404,7 @@ def _train_run(
         history=fit.history,
         data=data.describe(),
     )
-    write_json(out / "train_result.json", train_result.to_dict())
+    write_json(out / RESULT_FILE, train_result.to_dict())
     return train_result
 
 
@@ -1405,13 +1418,20 @@ def evaluate_model(
     out_dir: str | os.PathLike[str] | None = None,
     *,
     n_bootstrap: int = 200,
-    seed: int = 0,
+    seed: int | None = None,
 ) -> tuple[EvaluationResult, dict[str, Path]]:
-    """Score labelled posts with any saved bundle; write metrics.json, report.html and figures to ``out_dir``."""
+    """Score labelled posts with any saved bundle; write metrics.json, report.html and figures to ``out_dir``.
+
+    ``seed`` of the bootstrap intervals: by default the bundle's training seed, so evaluating
+    it on its own validation rows gives back the intervals of its training report.
+    """
     from kocscope.models.bundle import load_estimator, read_bundle_config
     from kocscope.training.report import write_report
 
+    check_output_folder(out_dir, "--output")
     config = read_bundle_config(model_dir)
+    if seed is None:
+        seed = int(((config.get("train_config") or {}).get("training") or {}).get("seed", 0))
     estimator = load_estimator(model_dir)
     labelled, mapping = load_labelled(data, data_config)
     if not len(labelled):
