@@ -61,7 +61,8 @@ MAX_LINE_BYTES = 16 << 20
 BATCH_ROWS = 10_000  # Parquet read batch and written row group
 FIRST_ERRORS = 5
 _GBK_HINT = (
-    "if this is a GBK/GB18030 export, pass --encoding gb18030 (encoding='gb18030' in Python)"
+    "if this is a GBK/GB18030 export, pass --encoding gb18030 (data.encoding: gb18030 in a "
+    "training config, encoding='gb18030' in Python)"
 )
 _SURROGATE_ESCAPE_RE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
