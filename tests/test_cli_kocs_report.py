@@ -383,3 +383,10 @@ def test_a_file_given_twice_counts_each_post_once_and_says_so(scored, tmp_path):
     out = tmp_path / "r.html"
     assert runner.invoke(app, ["report", str(scored), str(scored), "-o", str(out)]).exit_code == 0
     assert "15 repeated posts" in out.read_text(encoding="utf-8")
+
+
+def test_report_with_top_0_does_not_say_nobody_was_ranked(scored, tmp_path):
+    out = tmp_path / "r.html"
+    assert runner.invoke(app, ["report", str(scored), "-o", str(out), "--top", "0"]).exit_code == 0
+    doc = out.read_text(encoding="utf-8")
+    assert "No author has enough posts" not in doc and "--top 0 shows none of them here" in doc

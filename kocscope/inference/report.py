@@ -161,7 +161,9 @@ def _followers(n: float | None) -> str:
 
 def _leaderboard(ranking: KocRanking, by_id: Mapping[str, Mapping[str, Any]]) -> str:
     if not ranking.authors:
-        return '<p class="muted">No author has enough posts to rank.</p>'
+        text = ("No author has enough posts to rank." if not ranking.n_ranked
+                else f"{ranking.n_ranked:,} authors ranked; --top 0 shows none of them here.")
+        return f'<p class="muted">{text}</p>'
     rows = []
     for a in ranking.authors:
         rows.append({
