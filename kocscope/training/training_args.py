@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import types
 from collections.abc import Mapping, Sequence
@@ -174,27 +175,66 @@ class TrainConfig:
 # --- loading ------------------------------------------------------------------
 
 
+_YAML_TAG = "tag:yaml.org,2002:"
+# YAML 1.2 core-schema scalars (PyYAML implements 1.1): a config written to the 1.2 spec, or
+# copied from a JSON/TOML one, must mean the same thing here
+_YAML12_RESOLVERS = (  # (type, pattern, first characters); int before float, so 10 stays an int
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "float",
+        (
+            r"^(?:[-+]?(?:(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)"
+            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+        ),
+        "-+.0123456789",
+    ),
+)
+_YAML11_ONLY = {_YAML_TAG + t for t in ("bool", "int", "float", "timestamp", "value")}
+
+
 def _yaml_loads(text: str) -> Any:
-    """YAML with 1.2 scalars: yes/no/on/off stay strings (label values like "yes" must survive)
-    and 3e-5 is a number, as people write them."""
+    """YAML with 1.2 scalars, as people write them: yes/no/on/off stay strings (label values like
+    "yes" must survive), 3e-5 is a number, 010 is 10, and 1:30, 1_000, 0b1 and 2024-01-01 stay
+    strings (1.1 read them as 90, 1000, 1 and a date). A key given twice in one mapping is
+    refused: the later value would silently win, which hides a pasted-in second section."""
     import re
 
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _YAML_TAG + "merge":
+                    continue  # complex keys are refused by PyYAML itself; << merges are overrides
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice (lines {seen[key]} and {line}); "
+                        "give each key once, merging the two", None
+                    )
+                seen[key] = line
+            return super().construct_mapping(node, deep=deep)
 
-    bool_tag, float_tag = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:float"
+        def construct_yaml12_int(self, node: Any) -> int:
+            text = self.construct_scalar(node)
+            try:
+                base = {"0x": 16, "0o": 8}.get(text[:2], 10)
+                return int(text[2:] if base != 10 else text, base)
+            except ValueError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{text!r} is not a whole number", node.start_mark
+                ) from None
+
     Loader.yaml_implicit_resolvers = {
-        first: [(tag, rx) for tag, rx in resolvers if tag != bool_tag]
+        first: [(tag, rx) for tag, rx in resolvers if tag not in _YAML11_ONLY]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
-    Loader.add_implicit_resolver(
-        bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-    )
-    Loader.add_implicit_resolver(
-        float_tag, re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
-    )
+    for name, pattern, first in _YAML12_RESOLVERS:
+        Loader.add_implicit_resolver(_YAML_TAG + name, re.compile(pattern), list(first))
+    Loader.add_constructor(_YAML_TAG + "int", Loader.construct_yaml12_int)
     return yaml.load(text, Loader=Loader)
 
 
@@ -202,7 +242,12 @@ def _read_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: Windows editors' BOM is no content
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc.strerror or exc}") from None
     try:
         if suffix in (".yaml", ".yml"):
             raw = _yaml_loads(text)
@@ -211,7 +256,7 @@ def _read_file(path: Path) -> dict[str, Any]:
 
             raw = tomllib.loads(text)
         elif suffix == ".json":
-            raw = json.loads(text)
+            raw = json.loads(text, object_pairs_hook=_json_object)
         else:
             raise ConfigError(
                 f"{path}: unknown config format {suffix!r}; use .yaml, .yml, .toml or .json"
@@ -229,6 +274,16 @@ def _read_file(path: Path) -> dict[str, Any]:
     return raw
 
 
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object that refuses a repeated key: json keeps the last one silently."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} is given twice in one object; give each key once")
+        out[key] = value
+    return out
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     """``training.lr=3e-5`` -> (["training", "lr"], "3e-5"); the value as a YAML scalar."""
     import yaml
@@ -241,7 +296,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         )
     try:
         parsed = _yaml_loads(value) if value.strip() else None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an explicit tag, e.g. !!float abc
         raise ConfigError(f"--set {item!r}: cannot parse the value: {exc}") from exc
     return key.split("."), parsed
 
@@ -356,6 +411,26 @@ def _unwrap(tp: Any) -> tuple[Any, tuple[Any, ...], bool]:
 
 
 def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
+    """``value`` converted to type ``tp``, with NaN and infinity refused anywhere inside it
+    (settings dicts and label lists included): every comparison with NaN is false, so no range
+    check would catch one, and training would run on it."""
+    value = _convert(value, tp, key, where)
+    _refuse_non_finite(value, key, where)
+    return value
+
+
+def _refuse_non_finite(value: Any, key: str, where: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _refuse_non_finite(v, f"{key}.{k}", where)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _refuse_non_finite(v, f"{key}[{i}]", where)
+
+
+def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
     origin, args, optional = _unwrap(tp)
     if value is None:
         if optional or origin is Any:
@@ -517,8 +592,27 @@ def _absolute(value: str, base_dir: Path) -> str:
     return str(path if path.is_absolute() else (base_dir / path).resolve())
 
 
+_SEED_MAX = 2**32 - 1  # numpy and scikit-learn refuse seeds outside [0, 2**32 - 1]
+
+
+def _is_seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _SEED_MAX
+
+
+def _check_seed(value: Any, key: str, where: str) -> None:
+    """Refuse a seed numpy or scikit-learn would refuse, before training rather than in it."""
+    if not _is_seed(value):
+        raise ConfigError(
+            f"{where}: {key} must be a whole number from 0 to {_SEED_MAX}, got {value!r}"
+        )
+
+
 def _validate(config: TrainConfig, where: str) -> None:
     data, split, training = config.data, config.split, config.training
+    _check_seed(split.seed, "split.seed", where)
+    _check_seed(training.seed, "training.seed", where)
+    if "seed" in config.model.settings:  # the lexical model's, or a stack's combiners'
+        _check_seed(config.model.settings["seed"], "model.settings.seed", where)
     if not data.train and not data.dataset:
         raise ConfigError(f"{where}: name the training data: data.train (files) or data.dataset")
     if data.train and data.dataset:
@@ -590,7 +684,7 @@ _STACK_SETTINGS = {
     "C": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf"), "a number > 0"),
     "language_features": (lambda v: isinstance(v, bool), "true or false"),
     "cv_folds": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2, "a whole number >= 2"),
-    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    "seed": (_is_seed, f"a whole number from 0 to {_SEED_MAX}"),
     "seeding_combiner": (lambda v: isinstance(v, bool), "true or false"),
 }
 _COMPONENT_KEYS = ("kind", "settings", "training", "train", "train_extra")
@@ -646,6 +740,10 @@ def _validate_components(config: TrainConfig, where: str) -> None:
             if key not in valid_training:
                 raise ConfigError(f"{where}: {at}.training: unknown key {key!r}; valid keys: {', '.join(valid_training)}")
             overrides[key] = _coerce(value, hints[key], f"{at}.training.{key}", where)
+        if "seed" in overrides:
+            _check_seed(overrides["seed"], f"{at}.training.seed", where)
+        if "seed" in (spec.get("settings") or {}):
+            _check_seed(spec["settings"]["seed"], f"{at}.settings.seed", where)
         files = {}
         for key in ("train", "train_extra"):
             given = spec.get(key) or []
