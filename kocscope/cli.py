@@ -113,6 +113,7 @@ def base_model_build(
     from kocscope.models.base_encoder import (
         BaseEncoderError,
         build_base_encoder,
+        encoder_fingerprint,
         parse_encoder_spec,
         resolve_base_encoder,
     )
@@ -130,8 +131,11 @@ def base_model_build(
             path, note = result.path, "built" if result.built else "already built"
         else:
             path, note = resolve_base_encoder(spec, cache_dir=cache_dir), "resolved"
+            encoder_fingerprint(spec, cache_dir=cache_dir)  # refuses a folder without safetensors weights
     except BaseEncoderError as exc:
         raise fail(str(exc), EXIT_DATA) from None
+    except OSError as exc:  # a cache path that is a file, a full disk, no permission
+        raise fail(f"cannot build into the cache: {exc}") from None
     typer.echo(f"{note} in {time.perf_counter() - started:.1f} s: {path}", err=True)
     typer.echo(str(path))
 

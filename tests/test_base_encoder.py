@@ -258,6 +258,43 @@ def test_folder_without_valid_manifest_is_rebuilt(tmp_path, syn, damage):
     assert be._valid_manifest(path) is not None and cache_entries(cache) == [NAME]
 
 
+def flip_bytes_in_place(path):
+    """Same size, other bytes: what a bad disk or a stray write leaves."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_weights_changed_in_place_are_caught_and_rebuilt(tmp_path, syn):
+    cache = tmp_path / "c"
+    path = be.build_base_encoder(syn.path, cache_dir=cache).path
+    flip_bytes_in_place(path / "model.safetensors")
+    assert be.base_encoder_info(be.DEFAULT_SPEC, cache_dir=cache)["built"] is False
+    assert be.build_base_encoder(syn.path, cache_dir=cache).built
+
+
+def test_a_copied_cache_is_hashed_once_then_trusted(tmp_path, syn, monkeypatch):
+    import shutil
+
+    built = be.build_base_encoder(syn.path, cache_dir=tmp_path / "c").path
+    copy = tmp_path / "copy" / NAME
+    shutil.copytree(built, copy, copy_function=shutil.copyfile)  # new mtimes, same bytes
+    assert be._valid_manifest(copy) is not None
+    hashed = []
+    monkeypatch.setattr(be, "sha256_file", lambda p: hashed.append(p) or "x")
+    assert be._valid_manifest(copy) is not None and hashed == []  # the new mtimes were recorded
+
+
+def test_built_files_are_readable_by_everyone_sharing_the_cache(tmp_path, syn):
+    import os
+
+    path = be.build_base_encoder(syn.path, cache_dir=tmp_path / "c").path
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in path.iterdir():
+        assert os.stat(p).st_mode & 0o777 == 0o666 & ~umask, p
+
+
 def test_interrupted_build_leaves_nothing(tmp_path, syn, monkeypatch):
     cache = tmp_path / "c"
 
@@ -529,3 +566,16 @@ def test_cli_reports_errors(tmp_path):
         app, ["base-model", "info", "--spec", str(tmp_path / "missing") + "/x/../y"]
     )
     assert result.exit_code == 1 and "neither an existing directory nor a hub id" in result.stderr
+
+
+def test_cli_build_refuses_pickled_folders_and_unwritable_caches(tmp_path, use_synthetic):
+    pickled = tmp_path / "pkl"
+    pickled.mkdir()
+    (pickled / "config.json").write_text("{}", encoding="utf-8")
+    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    result = CliRunner().invoke(app, ["base-model", "build", "--spec", str(pickled)])
+    assert result.exit_code == 1 and "no *.safetensors weights" in result.stderr
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    result = CliRunner().invoke(app, ["base-model", "build", "--cache-dir", str(tmp_path / "afile")])
+    assert result.exit_code == 2 and "cannot build into the cache" in result.stderr
+    assert "Traceback" not in result.output

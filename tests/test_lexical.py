@@ -464,3 +464,8 @@ def test_sklearn_tooling_takes_it_as_a_classifier() -> None:
     assert auc.shape == (2,) and (auc > 0.5).all()
     with pytest.raises(ValueError, match="labels must be 0 / 'genuine' or 1 / 'promotion'"):
         LexicalModel(n_features=2**12, n_word_features=2**10).fit(texts, ["ad"] * len(texts))
+
+
+def test_non_finite_scores_are_an_error_not_a_genuine_label(fitted: LexicalModel) -> None:
+    with pytest.raises(BundleError, match="non-finite scores for 1 of 3 posts"):
+        fitted.p_promotion(np.array([0.5, np.nan, -1.0]))

@@ -205,6 +205,26 @@ def test_broken_path_is_refused_and_nothing_written(
     assert forced.runtime["quantization"] == "none"
 
 
+def test_an_output_inside_around_or_on_the_source_is_refused(bundle: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from kocscope.models.bundle import read_bundle_config
+
+    source = tmp_path / "stack"
+    shutil.copytree(bundle, source)
+    before = sorted(p.name for p in source.iterdir())
+
+    for target in (source, source / "opt", tmp_path):
+        with pytest.raises(ValueError, match="outside its source"):
+            optimize_bundle(source, target, check_set(), threads=1)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(FileExistsError, match="not a kocscope bundle"):
+        optimize_bundle(source, tmp_path / "notes", check_set(), threads=1)
+    assert sorted(p.name for p in source.iterdir()) == before
+    assert read_bundle_config(source)["kind"] == "transformer"
+
+
 def test_check_set_needs_both_classes(bundle: Path, tmp_path: Path) -> None:
     one_class = CheckSet(texts=["a", "b"], ids=["1", "2"], y=np.array([1, -1]), sources=["x.jsonl"])
     with pytest.raises(ValueError, match="both classes"):

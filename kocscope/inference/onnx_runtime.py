@@ -436,15 +436,18 @@ def optimize_bundle(
     (nothing written) when F1 on ``check`` moves by more than
     ``tolerance_f1_points`` and ``force`` is off. The source bundle is not touched.
     """
-    from kocscope.models.bundle import load_estimator, read_bundle_config, save_bundle
+    from kocscope.models.bundle import check_replaceable, load_estimator, read_bundle_config, save_bundle
 
     ort = require_onnxruntime("kocscope optimize")
     check.require_both_classes()
     root, target = Path(source), Path(output)
-    if root.resolve() == target.resolve():
+    mine, theirs = root.resolve(), target.resolve()
+    if mine == theirs or mine in theirs.parents or theirs in mine.parents:
         raise ValueError(
-            f"{target}: write the optimized bundle to a new folder, not over its source"
+            f"{target}: write the optimized bundle to a new folder outside its source {root}, "
+            "not over it, inside it or around it"
         )
+    check_replaceable(target)  # before the export, not after it
     config = read_bundle_config(root)
     if config.get("kind") not in ("transformer", "stack"):
         raise ValueError(

@@ -107,8 +107,19 @@ class PostEstimator:
 
     # -- decisions ------------------------------------------------------------
     def p_promotion(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities; a non-finite logit (damaged weights or base encoder) is an
+        error, never a NaN that reads as "not promotion" below every threshold."""
+        from kocscope.models.bundle import BundleError
+
         a, b = self._calibration()
-        return sigmoid(a * np.asarray(logits, dtype=np.float64) + b)
+        z = np.asarray(logits, dtype=np.float64)
+        bad = ~np.isfinite(z)
+        if bad.any():
+            raise BundleError(
+                f"the {self.kind or 'model'} model gave non-finite scores for {int(bad.sum())} of {z.size} posts: "
+                "its weights or its base encoder are damaged (kocscope base-model build --force rebuilds the encoder)"
+            )
+        return sigmoid(a * z + b)
 
     def labels(self, p_promotion: np.ndarray) -> np.ndarray:
         return np.where(np.asarray(p_promotion) >= self._threshold(), LABELS[1], LABELS[0])

@@ -29,7 +29,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Literal
 
-from kocscope.models.bundle import sha256_file
+from kocscope.models.bundle import readable_by_all, sha256_file
 
 DEFAULT_SPEC = "bundled:multilingual-e5-small"
 BUNDLED_PREFIX = "bundled:"
@@ -252,13 +252,13 @@ def build_base_encoder(
     _remove_stale(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.build-", dir=target.parent))
     try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared via $KOCSCOPE_HOME
         say("dequantising Q4_0 weights and writing model.safetensors")
         _write_model(model_file, tmp)
         say("rebuilding the fast tokenizer")
         _write_tokenizer(model_file, tmp)
         say("checking that transformers loads the result")
         _check_loads(tmp, model_file)
+        readable_by_all(tmp)  # mkdtemp and safetensors write private modes; the cache may be shared
         manifest = _manifest(
             tmp, source, model_file.header.version, package, time.perf_counter() - started
         )
@@ -449,7 +449,7 @@ def _manifest(
             "format_version": format_version,
         },
         "files": {
-            p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns}
             for p in sorted(out.iterdir())
             if p.is_file()
         },
@@ -466,19 +466,49 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
 
 
 def _valid_manifest(directory: Path) -> dict[str, Any] | None:
-    """The manifest of a complete build, else None (missing, unreadable, other format, files gone)."""
+    """The manifest of a complete, unaltered build, else None (missing, unreadable, other
+    format, files gone or changed).
+
+    A file whose size and mtime are as built is taken as is; one touched since (an edit in
+    place keeps the size) is hashed, about a second for the weights, and must match. A
+    match (a copied cache, say) has its new mtime recorded, so the hash is paid once.
+    """
     try:
         manifest = _read_manifest(directory)
         files = manifest["files"]
         source = manifest["source"]
-        complete = manifest.get("build_format") == BUILD_FORMAT and all(
-            (directory / n).is_file() and (directory / n).stat().st_size == f["bytes"]
-            for n, f in files.items()
-        )
-        ok = complete and "model.safetensors" in files and "sha256" in source
+        if not (manifest.get("build_format") == BUILD_FORMAT and "model.safetensors" in files and "sha256" in source):
+            return None
+        rehashed = False
+        for name, recorded in files.items():
+            path = directory / name
+            stat = path.stat()
+            if stat.st_size != recorded["bytes"]:
+                return None
+            if stat.st_mtime_ns != recorded.get("mtime_ns"):
+                if sha256_file(path) != recorded["sha256"]:
+                    return None
+                recorded["mtime_ns"], rehashed = stat.st_mtime_ns, True
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return manifest if ok else None
+    if rehashed:
+        _refresh_manifest(directory, manifest)
+    return manifest
+
+
+def _refresh_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    """Best effort (a shared cache may be read-only): the next check is cheap again."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST_FILE}.", dir=directory)
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(manifest, fh, ensure_ascii=False, indent=2, sort_keys=True)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, directory / MANIFEST_FILE)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _source_matches(manifest: dict[str, Any], source: Path) -> bool:

@@ -62,7 +62,7 @@ def save_bundle(
 ) -> Path:
     """Write a bundle atomically; ``write_files(tmp)`` writes the model's own files."""
     target = Path(directory)
-    _check_replaceable(target)
+    check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -74,7 +74,7 @@ def save_bundle(
 
             card = render_card(full)
         (tmp / CARD_FILE).write_text(card, encoding="utf-8")
-        _readable_by_all(tmp)
+        readable_by_all(tmp)
         files = {name: sha256_file(tmp / name) for name in _member_files(tmp)}
         manifest = {"format": BUNDLE_FORMAT, "files": files}
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
@@ -85,7 +85,7 @@ def save_bundle(
     return target
 
 
-def _check_replaceable(target: Path) -> None:
+def check_replaceable(target: Path) -> None:
     """Saving replaces the whole folder: only an earlier bundle or an empty folder may go."""
     if not target.exists():
         return
@@ -103,7 +103,7 @@ def _member_files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
-def _readable_by_all(folder: Path) -> None:
+def readable_by_all(folder: Path) -> None:
     """mkdtemp and some writers create 0700/0600; a bundle is shared data, so honour the umask instead."""
     umask = os.umask(0)
     os.umask(umask)
