@@ -117,3 +117,54 @@ def test_public_names_resolve_and_are_listed() -> None:
     with pytest.raises(AttributeError):
         kocscope.not_a_name  # noqa: B018
     assert (Path(kocscope.__file__).parent / "py.typed").is_file()
+
+
+def _sentences(text: str) -> list[str]:
+    return [m.group().strip() for m in _SENTENCE_RE.finditer(text)]
+
+
+def test_a_half_width_dot_before_a_han_character_ends_a_sentence() -> None:
+    assert _sentences("今天试了.效果一般.不推荐") == ["今天试了.", "效果一般.", "不推荐"]
+    assert _sentences("買了.很好用.") == ["買了.", "很好用."]
+    # numbers, versions, domains and an ellipsis stay whole
+    assert _sentences("价格3.5元,v1.2版本,官网example.com.好用") == ["价格3.5元,v1.2版本,官网example.com.", "好用"]
+    assert _sentences("等了好久...终于到了") == ["等了好久...", "终于到了"]
+    assert _sentences("v1.2 works.3.5 stars") == ["v1.2 works.3.5 stars"]  # before a non-Han char: as before
+
+
+def test_explain_splits_chinese_typed_with_half_width_dots(model: KocscopeModel) -> None:
+    text = "今天去逛街了.天气很好.感谢品牌方寄样,评论区领优惠券"
+    (score,) = model.score([text], explain=True)
+    ev = score.evidence
+    assert ev["text"] == "感谢品牌方寄样,评论区领优惠券"
+    assert normalize(text)[ev["start"]:ev["end"]] == ev["text"]
+
+
+ORDINARY = [f"Day {i}: I washed my face and went to bed early." for i in range(60)]
+DISCLOSURE = "This post is sponsored by Glowco, use code GLOW15 for 20% off, link in bio!"
+
+
+def test_explain_finds_a_disclosure_at_the_end_of_a_long_post(model: KocscopeModel) -> None:
+    text = " ".join([*ORDINARY, DISCLOSURE])
+    (score,) = model.score([text], explain=True)
+    ev = score.evidence
+    assert ev["text"] == DISCLOSURE
+    assert normalize(text)[ev["start"]:ev["end"]] == DISCLOSURE
+
+
+def test_explain_scores_the_first_and_last_sentences_of_a_long_post(
+    model: KocscopeModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scored: list[list[str]] = []
+    real = model.estimator.predict_outputs
+
+    def spy(texts, *args, **kwargs):
+        scored.append(list(texts))
+        return real(texts, *args, **kwargs)
+
+    monkeypatch.setattr(model.estimator, "predict_outputs", spy)
+    sentences = [f"Sentence number {i} is here." for i in range(100)]
+    model.score([" ".join(sentences)], explain=True)
+    assert scored[-1] == sentences[:24] + sentences[-24:]  # the cost stays bounded: 48 sentences
+    model.score([" ".join(sentences[:48])], explain=True)
+    assert scored[-1] == sentences[:48]  # a post of 48 sentences or fewer: every one

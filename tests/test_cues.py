@@ -1,5 +1,7 @@
 import itertools
 import json
+import re
+import signal
 from importlib import resources
 from pathlib import Path
 
@@ -236,6 +238,11 @@ def test_find_cues_never_raises_and_spans_hold(text: str) -> None:
                 "不会",
                 "\n",
                 "ad:",
+                "廣告",
+                "這不是",
+                "isn't ",
+                "not a ",
+                "sponsored",
             ]
         ),
         max_size=12,
@@ -346,6 +353,308 @@ def test_custom_lexicon_guards() -> None:
     assert hits("品牌寄的") == ["寄的"]
     assert hits("朋友寄的") == []
     assert hits("品牌寄的信") == []
+
+
+# -- Traditional Chinese: a 1:1 character fold, used for matching only ------------------
+
+FORMS: dict[str, str] = LEXICON_DATA["traditional"]["forms"]
+_HAN = re.compile(r"[\u3400-\u9fff]")
+
+
+def to_traditional(text: str, which: int = 0) -> str:
+    """``text`` with each Simplified char of the table in its ``which``-th Traditional form."""
+    return "".join(FORMS[c][min(which, len(FORMS[c]) - 1)] if c in FORMS else c for c in text)
+
+
+def _lexicon_strings():
+    for spec in LEXICON_DATA["categories"].values():
+        for kind in ("term", "pattern"):
+            for item in spec.get(kind + "s", []):
+                if isinstance(item, str):
+                    yield item
+                else:
+                    yield item[kind]
+                    yield from item.get("not_after", [])
+                    yield from item.get("not_before", [])
+    yield from LEXICON_DATA["negation"]["patterns"]
+
+
+def test_traditional_table_covers_every_chinese_char_of_the_lexicon() -> None:
+    # a new entry char must be put in 'forms' (with its Traditional forms) or 'unchanged'
+    unchanged = LEXICON_DATA["traditional"]["unchanged"]
+    chars = {c for s in _lexicon_strings() for c in _HAN.findall(s)}
+    missing = sorted(c for c in chars if c not in FORMS and c not in unchanged)
+    assert not missing, missing
+    for common in "广告赞助链接私信领券优惠码闭眼入评论区买这个们说点击赠试体验团购开":
+        assert common in FORMS or common in unchanged, common
+
+
+def test_fold_is_one_char_for_one() -> None:
+    lex = cues_module.default_lexicon()
+    for simplified, forms in FORMS.items():
+        assert lex.fold(forms) == simplified * len(forms)
+    text = "廣告合作：這款面霜真的閉眼入，連結在主頁 #AD 100% off"
+    assert len(lex.fold(text)) == len(text) and lex.fold(lex.fold(text)) == lex.fold(text)
+    assert lex.fold("广告合作 #AD") == "广告合作 #AD"  # Simplified and ASCII pass unchanged
+
+
+@pytest.mark.parametrize("which", [0, 1])
+@pytest.mark.parametrize(
+    ("category", "term"), [(c, t) for c, t in _entries("term") if _HAN.search(t)]
+)
+def test_every_chinese_term_matches_in_traditional(category: str, term: str, which: int) -> None:
+    text = to_traditional(normalize(term), which)
+    hits = [c for c in find_cues(text) if c.category == category]
+    assert any(c.start == 0 and c.end == len(text) and c.text == text for c in hits), (text, hits)
+
+
+# one Simplified example per Chinese pattern, matched whole
+PATTERN_EXAMPLES: dict[str, str] = {
+    "本(?:文|篇|期|条|次|视频|影片|笔记|次活动|次探店)由.{1,20}?(?:赞助|支持|提供|冠名|特约|邀请)": "本视频由品牌方赞助",
+    "感谢.{1,15}?(?:寄|送)(?:来)?的": "感谢品牌方寄来的",
+    "(?:品牌方?|官方|商家|店家|厂家)(?:免费)?(?:寄|送)(?:来|了)": "品牌方免费寄来",
+    "(?:优惠|折扣|券)码:? ?(?-i:[A-Za-z0-9]{3,})": "优惠码:GLOW20",
+    "回购(?:了|过)?[一二三四五六七八九十两几半\\d]+(?:次|瓶|支|罐|盒|遍)": "回购了两次",
+    "用了(?:快|差不多|将近|大概|有)?[一二三四五六七八九十两几半\\d]+个?(?:天|周|星期|礼拜|月|年)": "用了差不多两个礼拜",
+    "(?:入手|买了|戴了|穿了|吃了|坚持)[一二三四五六七八九十两几半\\d]+个?(?:天|周|星期|礼拜|月|年|次)": "买了两个月",
+    "第[一二三四五六七八九十两几半\\d]+次(?:来|去|买|吃)": "第二次买",
+}
+_CHINESE_PATTERNS = [(c, p) for c, p in _entries("pattern") if _HAN.search(p)]
+
+
+def test_every_chinese_pattern_has_an_example() -> None:
+    assert sorted(p for _, p in _CHINESE_PATTERNS) == sorted(PATTERN_EXAMPLES)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+@pytest.mark.parametrize(("category", "pattern"), _CHINESE_PATTERNS)
+def test_every_chinese_pattern_matches_in_traditional(
+    category: str, pattern: str, which: int
+) -> None:
+    simplified = PATTERN_EXAMPLES[pattern]
+    for text in (simplified, to_traditional(simplified, which)):
+        hits = [c for c in find_cues(text) if c.category == category and c.term == pattern]
+        assert [(c.start, c.end, c.text) for c in hits] == [(0, len(text), text)], (text, hits)
+    assert to_traditional(simplified, which) != simplified  # the example does exercise the fold
+
+
+@pytest.mark.parametrize(
+    ("traditional", "expected"),
+    [
+        (
+            "廣告合作：這款面霜真的閉眼入，連結在主頁，私訊領券。",
+            {
+                ("disclosure", "廣告合作"),
+                ("recommendation", "閉眼入"),
+                ("affiliate", "連結"),
+                ("affiliate", "私訊"),
+                ("affiliate", "領券"),
+            },
+        ),
+        (
+            "本文由品牌方贊助…評論區有優惠碼",
+            {("disclosure", "本文由品牌方贊助"), ("affiliate", "評論區"), ("affiliate", "優惠碼")},
+        ),
+        ("這不是廣告，自己買的", {("experience", "不是廣告"), ("experience", "自己買的")}),
+        (
+            "【業配】感謝品牌方寄來的體驗組，用了兩週，優惠碼:GLOW20，連結放在留言區～",
+            {
+                ("disclosure", "業配"),
+                ("gift", "感謝品牌方寄來的"),
+                ("experience", "用了兩週"),
+                ("affiliate", "優惠碼:GLOW20"),
+                ("affiliate", "連結"),
+                ("affiliate", "留言區"),
+            },
+        ),
+        (
+            "非業配！自費購買，回購了三次，真心好物推薦，姐妹們衝",
+            {
+                ("experience", "非業配"),
+                ("experience", "自費購買"),
+                ("recommendation", "回購了三次"),
+                ("recommendation", "好物推薦"),
+                ("recommendation", "姐妹們衝"),
+            },
+        ),
+        (
+            "拔草！這款真的踩雷，千萬別買，智商稅",
+            {
+                ("dissuasion", "拔草"),
+                ("dissuasion", "踩雷"),
+                ("dissuasion", "千萬別買"),
+                ("dissuasion", "智商稅"),
+            },
+        ),
+        ("團隊合作很重要，這個app廣告太多了，情感連結", set()),  # guards fold too
+    ],
+)
+def test_traditional_posts(traditional: str, expected: set[tuple[str, str]]) -> None:
+    assert found(traditional) == expected
+    # the same cues, at the same offsets, as the Simplified spelling of the post
+    lex = cues_module.default_lexicon()
+    simplified = lex.fold(traditional)
+    assert [(c.category, c.start, c.end) for c in find_cues(traditional)] == [
+        (c.category, c.start, c.end) for c in find_cues(simplified)
+    ]
+
+
+def test_traditional_cue_spans_index_the_original_text() -> None:
+    raw = "ＳＵＰＥＲ好用！廣告\u200b合作，私訊我領優惠券 #AD"
+    text = normalize(raw)
+    result = find_cues(raw)
+    assert {("disclosure", "廣告合作"), ("affiliate", "私訊"), ("affiliate", "優惠券")} <= found(
+        raw
+    )
+    for cue in result:
+        assert text[cue.start : cue.end] == cue.text
+
+
+def test_traditional_entries_are_folded_too() -> None:
+    # a lexicon may spell an entry in Traditional; it matches both scripts
+    data = _lexicon()
+    data["categories"]["gift"] = {"terms": [{"term": "寄樣", "not_after": ["沒有"]}]}
+    lex = Lexicon(data)
+
+    def hits(text: str) -> list[str]:
+        return [c.text for c in lex.find(text) if c.category == "gift"]
+
+    assert hits("品牌寄样") == ["寄样"] and hits("品牌寄樣") == ["寄樣"]
+    assert hits("沒有寄样") == [] and hits("没有寄樣") == []
+
+
+def test_lexicon_without_traditional_section_does_not_fold() -> None:
+    data = _lexicon()
+    del data["traditional"]
+    lex = Lexicon(data)
+    assert lex.fold("廣告") == "廣告"
+    assert "disclosure" not in {c.category for c in lex.find("這是廣告")}
+    assert "disclosure" in {c.category for c in lex.find("这是广告")}
+
+
+# -- negated disclosures and gifts become experience cues -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "This post isn't sponsored, I bought it myself",
+            {("experience", "isn't sponsored"), ("experience", "I bought")},
+        ),
+        ("This is not a sponsored post", {("experience", "not a sponsored post")}),
+        ("I wasn't gifted this", {("experience", "wasn't gifted")}),
+        ("This isn’t sponsored", {("experience", "isn’t sponsored")}),  # curly apostrophe
+        ("I haven't been gifted anything", {("experience", "haven't been gifted")}),
+        ("never gifted, not #ad", {("experience", "never gifted"), ("experience", "not #ad")}),
+        ("NOT A PAID PARTNERSHIP", {("experience", "NOT A PAID PARTNERSHIP")}),
+        ("a non-sponsored review", {("experience", "non-sponsored")}),
+        ("Not sponsored by anyone", {("experience", "Not sponsored by")}),
+        ("这不是什么广告", {("experience", "不是什么广告")}),
+        ("并非广告合作", {("experience", "并非广告合作")}),
+        (
+            "没有任何合作，也没有收任何赞助",
+            {("experience", "没有任何合作"), ("experience", "没有收任何赞助")},
+        ),
+        ("不算软广，不恰饭", {("experience", "不算软广"), ("experience", "不恰饭")}),
+        ("没有收到品牌赠送", {("experience", "没有收到品牌赠送")}),
+        ("這不是業配", {("experience", "不是業配")}),
+        ("不是甚麼廣告", {("experience", "不是甚麼廣告")}),
+    ],
+)
+def test_negated_disclosure_and_gift_become_experience(
+    text: str, expected: set[tuple[str, str]]
+) -> None:
+    assert found(text) == expected
+    for cue in find_cues(text):
+        assert normalize(text)[cue.start : cue.end] == cue.text
+
+
+@pytest.mark.parametrize(
+    ("text", "cue"),
+    [
+        ("sponsored by GlowCo", ("disclosure", "sponsored by")),
+        ("#ad", ("disclosure", "#ad")),
+        ("这是广告", ("disclosure", "广告")),
+        ("广告合作", ("disclosure", "广告合作")),
+        # judgement call: "not only / not just X" affirms X, so it stays a disclosure
+        ("It's not only sponsored but also gifted", ("disclosure", "sponsored")),
+        ("not just sponsored", ("disclosure", "sponsored")),
+        ("No, this is sponsored", ("disclosure", "sponsored")),
+        ("Not gonna lie, #ad", ("disclosure", "#ad")),
+        ("Why not? #ad", ("disclosure", "#ad")),
+        ("This is not the first video sponsored by VoltNest", ("disclosure", "sponsored by")),
+        ("I'm not sure, but this video is sponsored", ("disclosure", "this video is sponsored")),
+        ("a knot #gifted", ("gift", "#gifted")),  # 'not' inside a word is no negation
+        ("Thanks to GlowCo for sponsoring, not gifted", ("disclosure", "for sponsoring")),
+    ],
+)
+def test_negation_keeps_true_positives(text: str, cue: tuple[str, str]) -> None:
+    assert cue in found(text)
+
+
+def test_negated_cue_hides_the_cues_inside_it() -> None:
+    # 不是广告合作: neither 广告合作 nor the 合作 inside it is a disclosure
+    assert found("不是广告合作") == {("experience", "不是广告合作")}
+    [cue] = find_cues("isn't sponsored")
+    assert (cue.category, cue.term) == ("experience", "sponsored")  # term: the negated entry
+
+
+def test_negation_validation() -> None:
+    def bad(match: str, **negation) -> None:
+        data = _lexicon()
+        data["negation"].update(negation)
+        with pytest.raises(ValueError, match=match):
+            Lexicon(data)
+
+    bad(r"negation\.categories", categories=["nope"])
+    bad(r"negation\.becomes", becomes="disclosure")
+    bad(r"negation\.max_chars", max_chars=0)
+    bad(r"negation\.patterns\[0\] .*invalid regex", patterns=["(not"])
+    bad(r"negation\.patterns\[0\] .*matches the empty string", patterns=["(?:not )?"])
+    bad(r"negation: unknown field", window=3)
+    data = _lexicon()
+    data["negation"]["becomes"] = None  # negated cues are then just dropped
+    assert [c.category for c in Lexicon(data).find("isn't sponsored, #ad")] == ["disclosure"]
+    del data["negation"]
+    assert {c.text for c in Lexicon(data).find("isn't sponsored")} == {"sponsored"}
+
+
+def test_traditional_validation() -> None:
+    def bad(match: str, forms: dict) -> None:
+        data = _lexicon()
+        data["traditional"]["forms"] = forms
+        with pytest.raises(ValueError, match=match):
+            Lexicon(data)
+
+    bad(r"traditional\.forms\['厂'\]: '廣' is already a form of '广'", {"广": "廣", "厂": "廣"})
+    bad(r"traditional\.forms\['广'\]: '广' is a Simplified", {"广": "广"})
+    bad(r"traditional\.forms\['广告'\]: must map one character", {"广告": "廣告"})
+    bad(r"traditional\.forms\['广'\]: '告' is a Simplified", {"广": "告"})  # in 'unchanged'
+
+
+# -- running time: every pattern near-linear in the text length -------------------------
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGALRM"), reason="needs signal.alarm")
+def test_pathological_inputs_run_in_near_linear_time() -> None:
+    # '1'*60000 took ~17 s when the percent pattern was \d+ ?% off (quadratic: every start
+    # position ran to the end of the digits); all of these together take about 1 s now
+    units = "1|a |a|广|#|thanks |thanks.|不是广告|not |use code |code A1|回购1|用了1|本文由|感谢"
+    units += "|sent me a |after 1 |1% off |ad:\n|¥|廣告|isn't a "
+    texts = [u * (60000 // len(u)) for u in units.split("|")]
+
+    def timeout(signum, frame):
+        raise TimeoutError("find_cues is no longer near-linear on a pathological input")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(10)
+    try:
+        for text in texts:
+            find_cues(text)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 ZHIHU_VAL = ZHIHU / "val.jsonl"

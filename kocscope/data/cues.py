@@ -11,7 +11,7 @@ import json
 import re
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -43,8 +43,10 @@ class Cue:
     """One lexicon hit; start/end index the normalized text (``normalize(text)``)."""
 
     category: str
-    term: str  # the lexicon entry (literal term or regex pattern) that matched
-    text: str  # the matched span
+    # the lexicon entry (literal term or regex pattern) that matched; for a negated
+    # disclosure or gift turned into an experience cue, the entry that was negated
+    term: str
+    text: str  # the matched span, as the text spells it (Traditional stays Traditional)
     start: int
     end: int
 
@@ -78,7 +80,19 @@ class Lexicon:
             raise ValueError(
                 f"{source}: field 'categories' must hold exactly {list(CUE_CATEGORIES)}, got {got}"
             )
+        self._fold = _parse_traditional(data.get("traditional"), source)
+        negation = _parse_negation(data.get("negation"), source, self._fold)
+        self._negation, self._negated, self._becomes, self._negation_chars = negation
         self._matchers = {name: self._compile(name, categories[name]) for name in CUE_CATEGORIES}
+        # negated categories first, so what they hand over reaches its category
+        self._order = [n for n in CUE_CATEGORIES if n in self._negated] + [
+            n for n in CUE_CATEGORIES if n not in self._negated
+        ]
+
+    def fold(self, text: str) -> str:
+        """``text`` with Traditional Chinese characters replaced by their Simplified
+        form, one char for one (same length, same offsets), as matching sees it."""
+        return text.translate(self._fold) if self._fold else text
 
     def _compile(self, name: str, spec: Any) -> list[_Matcher]:
         """Matchers in priority order: each pattern alone (so the regex engine can
@@ -97,9 +111,15 @@ class Lexicon:
                 raise ValueError(f"{where}.{kind}s: must be a list")  # noqa: TRY004
             for i, item in enumerate(items):
                 entry = _parse_entry(item, kind, f"{where}.{kind}s[{i}]")
+                # matched on folded text, so guards and entries are folded the same way
+                entry = replace(
+                    entry,
+                    not_after=tuple(self.fold(g) for g in entry.not_after),
+                    not_before=tuple(self.fold(g) for g in entry.not_before),
+                )
                 if kind == "term":
                     # matched on normalized text, so spelled the same way
-                    spelled = normalize(entry.key).casefold()
+                    spelled = self.fold(normalize(entry.key)).casefold()
                     if spelled in terms:
                         raise ValueError(
                             f"{where}.terms[{i}] {entry.key!r}: duplicate of {terms[spelled].key!r}"
@@ -107,7 +127,7 @@ class Lexicon:
                     terms[spelled] = entry
                     continue
                 try:
-                    regex = re.compile(f"(?:{entry.key}){_RIGHT}", re.IGNORECASE)
+                    regex = re.compile(f"(?:{self.fold(entry.key)}){_RIGHT}", re.IGNORECASE)
                 except re.error as err:
                     raise ValueError(
                         f"{where}.patterns[{i}] {entry.key!r}: invalid regex: {err}"
@@ -131,29 +151,53 @@ class Lexicon:
         Within a category cues never overlap and the result is what one regex
         alternation of all entries (patterns first, then terms longest first) would
         give: at each position the first entry in that order that matches there.
-        Across categories cues may overlap."""
+        Across categories cues may overlap.
+
+        Matching runs on ``self.fold(normalize(text))``, so Traditional Chinese
+        matches the (Simplified) entries; spans and cue texts are those of
+        ``normalize(text)``. A cue of a negated category (disclosure, gift) that
+        comes right after a negation (``isn't sponsored``, 不是什么广告) becomes a
+        cue of the lexicon's ``negation.becomes`` category (experience) spanning
+        negation and cue, which wins over that category's own entries at the same
+        start."""
         text = normalize(text)
+        folded = self.fold(text)
         cues: list[Cue] = []
-        for name in CUE_CATEGORIES:
+        handed_over: list[tuple[int, int, int, _Entry]] = []
+        for name in self._order:
             candidates: list[tuple[int, int, int, _Entry]] = []
             for priority, (regex, entries) in enumerate(self._matchers[name]):
                 pos = 0
-                while (m := regex.search(text, pos)) is not None:
+                while (m := regex.search(folded, pos)) is not None:
                     start, end = m.span()
                     entry = (
                         _term_entry(entries, m.group()) if isinstance(entries, dict) else entries
                     )
-                    if end > start and not _rejected(entry, text, start, end):
+                    if end > start and not _rejected(entry, folded, start, end):
                         candidates.append((start, priority, end, entry))
                     pos = start + 1  # every start position, so the selection below can choose
+            if name == self._becomes:
+                candidates += handed_over
             candidates.sort(key=lambda c: (c[0], c[1]))
+            negatable = name in self._negated
             taken_to = 0
             for start, _, end, entry in candidates:
                 if start >= taken_to:
-                    cues.append(Cue(name, entry.key, text[start:end], start, end))
                     taken_to = end
+                    if negatable and (neg := self._negation_start(folded, start)) is not None:
+                        if self._becomes is not None:
+                            handed_over.append((neg, -1, end, entry))
+                        continue
+                    cues.append(Cue(name, entry.key, text[start:end], start, end))
         cues.sort(key=lambda c: (c.start, c.end, CUE_CATEGORIES.index(c.category)))
         return cues
+
+    def _negation_start(self, folded: str, start: int) -> int | None:
+        """Where the negation that ends right at ``start`` begins, or None if none does."""
+        if self._negation is None or not start:
+            return None
+        m = self._negation.search(folded, max(0, start - self._negation_chars), start)
+        return None if m is None else m.start()
 
 
 def _trie_regex(words: Iterable[str]) -> str:
@@ -211,6 +255,81 @@ def _rejected(entry: _Entry, text: str, start: int, end: int) -> bool:
     return any(text[max(0, start - len(g)) : start].lower() == g for g in entry.not_after) or any(
         text[end : end + len(g)].lower() == g for g in entry.not_before
     )
+
+
+def _parse_traditional(spec: Any, source: str) -> dict[int, str]:
+    """The str.translate table of the optional 'traditional' section: each
+    Traditional form of ``forms`` to its Simplified key, one char for one."""
+    where = f"{source}: traditional"
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict) or not isinstance(spec.get("forms"), dict):
+        raise ValueError(  # noqa: TRY004
+            f"{where}: must be an object with 'forms' (Simplified char -> Traditional chars)"
+        )
+    unchanged = spec.get("unchanged", "")
+    if not isinstance(unchanged, str):
+        raise ValueError(f"{where}.unchanged: must be a string of characters")  # noqa: TRY004
+    table: dict[int, str] = {}
+    for simplified, forms in spec["forms"].items():
+        if len(simplified) != 1 or not isinstance(forms, str) or not forms:
+            raise ValueError(
+                f"{where}.forms[{simplified!r}]: must map one character to a non-empty string of characters"
+            )
+        for char in forms:
+            if char == simplified or char in spec["forms"] or char in unchanged:
+                raise ValueError(
+                    f"{where}.forms[{simplified!r}]: {char!r} is a Simplified character of the table"
+                )
+            if ord(char) in table:
+                raise ValueError(
+                    f"{where}.forms[{simplified!r}]: {char!r} is already a form of {table[ord(char)]!r}"
+                )
+            table[ord(char)] = simplified
+    return table
+
+
+def _parse_negation(
+    spec: Any, source: str, fold: dict[int, str]
+) -> tuple[re.Pattern[str] | None, frozenset[str], str | None, int]:
+    """The optional 'negation' section: (one regex anchored at the end, categories, becomes, max_chars)."""
+    where = f"{source}: negation"
+    if spec is None:
+        return None, frozenset(), None, 0
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where}: must be an object")  # noqa: TRY004
+    unknown = set(spec) - {"description", "categories", "becomes", "max_chars", "patterns"}
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}")
+    negated = spec.get("categories")
+    if (
+        not isinstance(negated, list)
+        or not negated
+        or not all(isinstance(n, str) and n in CUE_CATEGORIES for n in negated)
+    ):
+        raise ValueError(f"{where}.categories: must be a non-empty list of {list(CUE_CATEGORIES)}")
+    becomes = spec.get("becomes")
+    if becomes is not None and (becomes not in CUE_CATEGORIES or becomes in negated):
+        raise ValueError(
+            f"{where}.becomes: must be null or a category other than {negated}, got {becomes!r}"
+        )
+    max_chars = spec.get("max_chars")
+    if not isinstance(max_chars, int) or isinstance(max_chars, bool) or not 0 < max_chars <= 200:
+        raise ValueError(f"{where}.max_chars: must be an integer from 1 to 200, got {max_chars!r}")
+    patterns = spec.get("patterns")
+    if not isinstance(patterns, list) or not patterns:
+        raise ValueError(f"{where}.patterns: must be a non-empty list of regexes")
+    for i, pattern in enumerate(patterns):
+        if not isinstance(pattern, str):
+            raise ValueError(f"{where}.patterns[{i}]: must be a string, got {pattern!r}")  # noqa: TRY004
+        try:
+            regex = re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"{where}.patterns[{i}] {pattern!r}: invalid regex: {err}") from None
+        if regex.match(""):
+            raise ValueError(f"{where}.patterns[{i}] {pattern!r}: matches the empty string")
+    joined = "|".join(f"(?:{p})" for p in patterns).translate(fold)
+    return re.compile(f"(?:{joined})\\Z", re.IGNORECASE), frozenset(negated), becomes, max_chars
 
 
 def load_lexicon(path: str | Path) -> Lexicon:

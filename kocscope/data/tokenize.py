@@ -36,7 +36,9 @@ NUM_TOKEN = "<num>"  # prices, sizes and counts generalise better as one feature
 _ALNUM = rf"[^\W_{HAN_CHARS}{KANA_CHARS}{HANGUL_CHARS}]"  # letters and digits of alphabetic scripts
 # One pass, first alternative wins: entities before words, so "#ad" or a URL is
 # never cut into words. A number glued to letters ("spf50", "save20") stays in the
-# word; a leading number ("50ml") is split off as <num>.
+# word; a leading number ("50ml") is split off as <num>. Each alternative fails
+# after a bounded look or consumes what it reads, so a scan stays linear on any
+# input (URL_RE's domain labels are bounded for that; see text.py).
 _SCAN_RE = re.compile(
     "|".join(
         [

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from kocscope.data.records import Post
-from kocscope.data.text import detect_lang
+from kocscope.data.text import HAN_CHARS, detect_lang
 from kocscope.models.bundle import DEFAULT_MODEL_DIR
 
 PostLike = Union[str, Post, Mapping[str, Any]]
@@ -28,10 +28,14 @@ PostLike = Union[str, Post, Mapping[str, Any]]
 SCORE_FIELDS = ("p_promotion", "authenticity", "label", "seeding", "lang")
 
 # Sentences for --explain: a run up to and including Chinese or Latin sentence
-# punctuation or a line break; a '.' ends one only before whitespace or the end,
-# so 3.5 and example.com stay whole. Each is scored alone; the most promotional
-# one is reported as the span that drove the decision.
-_SENTENCE_RE = re.compile(r"(?:[^。！？!?；;.\n]|\.(?!\s|$))+[。！？!?；;.]*")
+# punctuation or a line break; a '.' ends one only before whitespace, the end or
+# a Han character (Chinese typed with a half-width '.': 今天试了.效果一般), so
+# 3.5, v1.2, example.com and "..." stay whole. Each is scored alone; the most
+# promotional one is reported as the span that drove the decision.
+_SENTENCE_RE = re.compile(rf"(?:[^。！？!?；;.\n]|\.(?!\s|$|[{HAN_CHARS}]))+[。！？!?；;.]*")
+# At most this many sentences of a post are scored for --explain, to bound its
+# cost: the first and the last half of them, because long advertorials put the
+# disclosure, code or link at the end.
 _MAX_EXPLAIN_SENTENCES = 48
 DEFAULT_WINDOW = 512  # posts sorted by length together: big enough to pad little, small enough to stay flat
 _LOAD_LOCK = threading.Lock()
@@ -39,7 +43,16 @@ _LOAD_LOCK = threading.Lock()
 
 @dataclass(frozen=True)
 class PostScore:
-    """What the model says about one post (names as in labels.md)."""
+    """What the model says about one post (names as in labels.md).
+
+    With ``explain=True``, ``cues`` lists the matched cues as dicts
+    ``{"category", "text", "start", "end"}`` and ``evidence`` is the sentence
+    that reads most promotional when scored alone,
+    ``{"text", "start", "end", "p_promotion"}``. Their ``start``/``end`` offsets
+    index the normalized text, ``kocscope.data.text.normalize(text)`` (what the
+    model reads, also ``Post.text``), not the text as given: for any cue or
+    evidence ``e``, ``normalize(text)[e["start"]:e["end"]] == e["text"]``.
+    """
 
     id: str
     p_promotion: float
@@ -47,8 +60,7 @@ class PostScore:
     label: str
     seeding: float
     lang: str
-    # With explain=True: the matched cues, and the sentence that drove the
-    # decision. Offsets index into the normalized text, normalize(text).
+    # With explain=True (see the docstring: offsets index normalize(text)).
     cues: list[dict[str, Any]] | None = None
     evidence: dict[str, Any] | None = None
 
@@ -134,11 +146,11 @@ class KocscopeModel:
         ]
 
     def _evidence(self, texts: Sequence[str], batch_size: int | None) -> list[dict[str, Any] | None]:
-        """Per post, the sentence that reads most promotional when scored alone."""
+        """Per post, the sentence that reads most promotional when scored alone,
+        among its first and last ``_MAX_EXPLAIN_SENTENCES // 2`` sentences."""
         spans: list[tuple[int, int, int, str]] = []  # (post, start, end, sentence)
         for i, text in enumerate(texts):
-            found = [m for m in _SENTENCE_RE.finditer(text) if m.group().strip()]
-            for m in found[:_MAX_EXPLAIN_SENTENCES]:
+            for m in _explained_sentences(text):
                 sentence = m.group().strip()
                 start = m.start() + m.group().index(sentence)  # offsets of the stripped text
                 spans.append((i, start, start + len(sentence), sentence))
@@ -154,6 +166,17 @@ class KocscopeModel:
             _, start, end, sentence = spans[j]
             result[i] = {"text": sentence, "start": start, "end": end, "p_promotion": float(p[j])}
         return result
+
+
+def _explained_sentences(text: str) -> list[re.Match[str]]:
+    """The non-blank sentences of ``text`` that --explain scores: all of them up
+    to ``_MAX_EXPLAIN_SENTENCES``, else the first half and the last half of that
+    many (the end of a long post is where a sponsorship disclosure sits)."""
+    found = [m for m in _SENTENCE_RE.finditer(text) if m.group().strip()]
+    if len(found) <= _MAX_EXPLAIN_SENTENCES:
+        return found
+    head = _MAX_EXPLAIN_SENTENCES // 2
+    return found[:head] + found[len(found) - (_MAX_EXPLAIN_SENTENCES - head) :]
 
 
 def _check_items(items: Iterable[PostLike]) -> None:
