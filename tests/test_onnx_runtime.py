@@ -18,6 +18,7 @@ from test_modeling import long_text, make_model, train_steps
 from typer.testing import CliRunner
 
 from kocscope.cli import app
+from kocscope.data.records import RecordError
 from kocscope.inference import onnx_runtime
 from kocscope.inference.api import load_model
 from kocscope.inference.onnx_runtime import (
@@ -252,11 +253,14 @@ def test_read_check_set_joins_labels_by_id_and_names_bad_rows(tmp_path: Path) ->
     bad = write_jsonl(
         tmp_path / "bad.jsonl", [{"id": "a", "label": "promotion"}, {"id": "b", "label": "spam"}]
     )
-    with pytest.raises(ValueError, match=r"bad.jsonl, line 2: field 'label' is 'spam'"):
+    with pytest.raises(RecordError, match=r"bad.jsonl, line 2: field 'label' is 'spam'"):
         read_check_set([posts], bad)
     stray = write_jsonl(tmp_path / "stray.jsonl", [{"id": "zz", "label": "genuine"}])
-    with pytest.raises(ValueError, match="match no post id"):
+    with pytest.raises(RecordError, match="match no post id"):
         read_check_set([posts], stray)
+    numbered = write_jsonl(tmp_path / "n.jsonl", [{"id": 7, "text": "buy now"}, {"id": 8, "text": "i love it"}])
+    by_number = write_jsonl(tmp_path / "nl.jsonl", [{"id": 7, "label": "promotion"}, {"id": 8, "label": "genuine"}])
+    assert read_check_set([numbered], by_number).y.tolist() == [1, 0]  # numeric ids join as posts' do
 
 
 def test_examples_are_a_valid_check_set() -> None:
@@ -324,12 +328,12 @@ def test_cli_optimize_round_trip(bundle: Path, tmp_path: Path) -> None:
     assert (
         max(abs(a["p_promotion"] - b["p_promotion"]) for a, b in zip(ort_rows, torch_rows)) < 1e-4
     )
-    # a bad label value is a usage error naming the file; nothing is written
+    # a bad label value is a bad row (exit 1, as --help says) naming the file; nothing is written
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "x", "text": "a", "label": "maybe"}])
     result = runner.invoke(
         app, ["optimize", str(bundle), "-o", str(tmp_path / "o2"), "--check", str(bad)]
     )
-    assert result.exit_code == 2 and "bad.jsonl" in result.output and not (tmp_path / "o2").exists()
+    assert result.exit_code == 1 and "bad.jsonl" in result.output and not (tmp_path / "o2").exists()
 
 
 def test_cli_optimize_refuses_a_failed_check(

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kocscope.data.records import RecordError
+
 if TYPE_CHECKING:
     from kocscope.models.base import ModelOutputs
     from kocscope.models.modeling import TransformerPostModel
@@ -274,7 +276,7 @@ def _label_value(value: Any, positive: str, negative: str, where: str, field_nam
         return 1
     if key == negative.lower():
         return 0
-    raise ValueError(
+    raise RecordError(
         f"{where}: field {field_name!r} is {value!r}; expected {positive!r} (promotion) or "
         f"{negative!r} (genuine); set --positive-label/--negative-label"
     )
@@ -291,7 +293,7 @@ def read_check_set(
 ) -> CheckSet:
     """Posts files, with gold labels from their own ``label_field`` or from a
     ``labels`` file of {"id", label_field} rows joined by post id (the layout of
-    examples/posts.jsonl + posts_labels.jsonl). Bad rows raise; none is dropped."""
+    examples/posts.jsonl + posts_labels.jsonl). Bad rows raise RecordError; none is dropped."""
     from kocscope.data.io import iter_rows, read_posts
 
     gold: dict[str, int] = {}
@@ -299,10 +301,12 @@ def read_check_set(
         for row in iter_rows(labels, encoding=encoding):
             where = f"{labels}, line {row.line}"
             if row.error is not None:
-                raise ValueError(f"{where}: {row.error.explanation}")
+                raise RecordError(f"{where}: {row.error.explanation}")
             post_id = row.data.get("id")
+            if isinstance(post_id, int) and not isinstance(post_id, bool):
+                post_id = str(post_id)  # as posts' own numeric ids are read
             if not isinstance(post_id, str) or label_field not in row.data:
-                raise ValueError(f"{where}: needs a string 'id' and a {label_field!r} field")
+                raise RecordError(f"{where}: needs an 'id' and a {label_field!r} field")
             gold[post_id] = _label_value(
                 row.data[label_field], positive_label, negative_label, where, label_field
             )
@@ -322,7 +326,7 @@ def read_check_set(
     if labels is not None:
         unmatched = sorted(set(gold) - set(ids))
         if unmatched:
-            raise ValueError(
+            raise RecordError(
                 f"{labels}: {len(unmatched)} label row(s) match no post id in the check posts, "
                 f"e.g. {unmatched[:5]}"
             )
