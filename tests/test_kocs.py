@@ -449,6 +449,9 @@ def test_invalid_options(kwargs):
         ({"confidence": "0.9"}, "confidence must be a number in (0, 1), got '0.9'"),
         ({"prior": 5}, "prior must be two positive pseudo-counts"),
         ({"top_posts": "3"}, "top_posts must be an integer >= 0, got '3'"),
+        ({"band_softness": True}, "band_softness must be a positive number, got True"),
+        ({"confidence": True}, "confidence must be a number in (0, 1), got True"),
+        ({"prior": (True, 1.0)}, "prior must be two positive pseudo-counts"),
     ],
 )
 def test_options_of_the_wrong_type_say_which(kwargs, message):
@@ -477,3 +480,12 @@ def test_invalid_weights(weights):
 def test_dated_posts_stay_utc():
     a = rank_kocs([post(created_at="2024-05-01T23:30:00-02:00")] * 3).authors[0]
     assert a.last_post_at == datetime(2024, 5, 2, 1, 30, tzinfo=timezone.utc).isoformat()
+
+
+def test_numpy_numbers_are_options_too():
+    import numpy as np
+
+    rows = [{"id": f"p{i}", "author_id": "a", "p_promotion": 0.1, "label": "genuine", "seeding": 0.5} for i in range(3)]
+    plain = rank_kocs(rows, confidence=0.8, band_softness=0.5)
+    from_numpy = rank_kocs(rows, confidence=np.float32(0.8), band_softness=np.float64(0.5))
+    assert [a.score for a in from_numpy.authors] == pytest.approx([a.score for a in plain.authors])

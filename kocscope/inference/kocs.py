@@ -153,6 +153,11 @@ class KocRanking:
 # ---------------------------------------------------------------------------
 # input parsing
 # ---------------------------------------------------------------------------
+def _real(value: Any) -> bool:
+    """A finite number, numpy's included; True and False are not numbers here."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def parse_band(text: str) -> tuple[float | None, float | None]:
     """Parse ``MIN:MAX`` (either side may be empty for an open end, ``k``/``m`` suffixes allowed)."""
     if text.count(":") != 1:
@@ -466,12 +471,12 @@ def rank_kocs(
     if isinstance(min_posts, bool) or not isinstance(min_posts, int) or min_posts < 1:
         raise ValueError(f"min_posts must be an integer >= 1, got {min_posts!r}")
     _check_band(followers)
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 < confidence < 1.0:
+    if not _real(confidence) or not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}")
-    if not isinstance(prior, (tuple, list)) or len(prior) != 2 or not all(isinstance(p, (int, float)) and math.isfinite(p) and p > 0 for p in prior):
+    if not isinstance(prior, (tuple, list)) or len(prior) != 2 or not all(_real(p) and p > 0 for p in prior):
         raise ValueError(f"prior must be two positive pseudo-counts (genuine, promotion), got {prior!r}")
     for name, value in (("band_softness", band_softness), ("engagement_half", engagement_half), ("recency_half_life_days", recency_half_life_days)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        if not (_real(value) and value > 0):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 0):
         raise ValueError(f"top must be an integer >= 0 or None, got {top!r}")
