@@ -515,7 +515,7 @@ def score_command(
     encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of JSONL/CSV inputs; gb18030 reads GBK exports."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run into the same output."),
     json_output: bool = typer.Option(False, "--json", help="Print the final summary as JSON (no progress bar)."),
-    engine: str = typer.Option("local", "--engine", help="local: in this process. ray: on a Ray cluster (pip install 'kocscope[ray]'); -o is then a folder of shards."),
+    engine: str = typer.Option("local", "--engine", help="local: in this process. ray: on a Ray cluster (pip install 'kocscope\\[ray]'); -o is then a folder of shards."),
     address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: cluster to join, e.g. auto or HEAD_IP:6379 (default: start a local Ray)."),
     num_cpus: Optional[int] = typer.Option(None, "--num-cpus", min=1, help="With --engine ray: CPUs of the local Ray started without --address (default: all)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="With --engine ray: scoring workers, each loading the model once (default: one per --threads CPUs, or per GPU with --device cuda)."),

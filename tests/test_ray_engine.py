@@ -132,6 +132,25 @@ def test_output_folder_checks_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="stdin"):
         score_files_ray(["-"], tmp_path / "out")
     assert (stranger / "notes.txt").read_text() == "keep me"
+    # the folder replaces all inside it: an input or the rejects file there would be lost
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / MARKER_FILE).write_text("{}")  # an earlier run's folder of shards
+    inside = tmp_path / "out" / "part-00000.jsonl"
+    inside.write_bytes(POSTS.read_bytes())
+    with pytest.raises(ValueError, match="the output is also an input"):
+        score_files_ray([inside], tmp_path / "out")
+    with pytest.raises(ValueError, match="the rejects file would be the output or inside it"):
+        score_files_ray([POSTS], tmp_path / "out2", on_error="skip", rejects_path=tmp_path / "out2" / "rej.jsonl")
+    assert inside.read_bytes() == POSTS.read_bytes()
+
+
+def test_a_gpu_asked_of_a_cluster_without_one_fails_instead_of_waiting(tmp_path: Path, ray_cluster) -> None:
+    if ray_cluster.cluster_resources().get("GPU"):
+        pytest.skip("this machine's Ray has a GPU")
+    with pytest.raises(ValueError, match="the Ray cluster has no GPU"):
+        score_files_ray([POSTS], tmp_path / "out", device="cuda", model=DEFAULT_MODEL_DIR)
+    lexical = score_files_ray([POSTS], tmp_path / "lex", device="cuda", model=DEFAULT_MODEL_DIR / "lexical")
+    assert lexical.scored == 44  # a lexical model runs on CPUs whatever the device
 
 
 def test_missing_ray_is_a_usage_error_naming_the_extra(tmp_path: Path, monkeypatch) -> None:
@@ -178,6 +197,12 @@ def test_bad_rows_give_the_same_rejects_and_counts(tmp_path: Path, ray_cluster) 
     assert (ray_error.value.line, ray_error.value.field) == (local_error.value.line, local_error.value.field)
     assert not (tmp_path / "ray2").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ray2")]
+
+    # a clean rerun into the same outputs leaves no earlier rejects beside them
+    clean_local = score_files([POSTS], tmp_path / "local.jsonl", on_error="skip")
+    clean_ray = score_files_ray([POSTS], tmp_path / "ray", on_error="skip", block_bytes=500)
+    assert clean_local.rejects is None and not (tmp_path / "local.jsonl.rejects.jsonl").exists()
+    assert clean_ray.rejects is None and not (tmp_path / "ray.rejects.jsonl").exists()
 
 
 def test_csv_and_parquet_inputs_into_parquet_shards(tmp_path: Path, ray_cluster) -> None:

@@ -48,7 +48,14 @@ from kocscope.data.io import (
 )
 from kocscope.data.records import RecordError, SchemaError
 from kocscope.inference.api import DEFAULT_MODEL_DIR, DEFAULT_WINDOW, KocscopeModel
-from kocscope.inference.scoring import Counts, ScoreSummary, check_output_paths, output_row, validate_window
+from kocscope.inference.scoring import (
+    Counts,
+    ScoreSummary,
+    check_output_paths,
+    output_row,
+    remove_stale_rejects,
+    validate_window,
+)
 
 DEFAULT_BLOCK_BYTES = 32 << 20  # shard size: minutes of transformer work per task, not hours
 MARKER_FILE = "_kocscope_score.json"
@@ -488,13 +495,14 @@ def score_files_ray(
     if rejects_path is not None and detect_format(rejects_path).kind != "jsonl":
         raise ValueError(f"{rejects_path}: rejects are written to a JSON Lines file; name it .jsonl")
     shipped = bundle_files(model) if ship_model else None
+    kind = None
     if not ship_model:
         from kocscope.models.bundle import read_bundle_config
 
-        read_bundle_config(model if model is not None else DEFAULT_MODEL_DIR)
+        kind = read_bundle_config(model if model is not None else DEFAULT_MODEL_DIR).get("kind")
     shards = plan_shards(names, block_bytes=block_bytes)
     store = LOCAL_OBJECT_STORE_BYTES + 2 * sum(map(len, (shipped or {}).values()))
-    gpu = bool(device and device.startswith("cuda"))
+    gpu = bool(device and device.startswith("cuda")) and kind != "lexical"  # a lexical model runs on CPUs
     summary = ScoreSummary(output=str(output))
     started = time.perf_counter()
     work = out_dir.parent / f".{out_dir.name}.{uuid.uuid4().hex[:12]}.tmp"
@@ -508,7 +516,9 @@ def score_files_ray(
                 "format": form, "digits": max(5, len(str(len(shards) - 1))), "load_options": dict(load_options or {}),
             }
             bundle = [ray.put(shipped)] if shipped is not None else None
-            capacity = ray.cluster_resources().get("GPU" if gpu else "CPU", 1)
+            capacity = ray.cluster_resources().get("GPU" if gpu else "CPU", 0 if gpu else 1)
+            if gpu and capacity < 1:  # Ray would wait for a GPU node forever
+                raise ValueError(f"--device {device}: the Ray cluster has no GPU; use --device cpu or auto")
             size = workers or max(1, int(capacity // (1 if gpu else threads or 1)))
             data = ray.data.from_items([{"shard": json.dumps(asdict(s))} for s in shards],
                                        override_num_blocks=len(shards))
@@ -537,6 +547,8 @@ def score_files_ray(
                       "summary": summary.to_dict()}
             (work / MARKER_FILE).write_text(json.dumps(marker, ensure_ascii=False, indent=2), encoding="utf-8")
             replace_dir(work, out_dir)
+            if not summary.rejected:
+                remove_stale_rejects(rejects_path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     summary.seconds = time.perf_counter() - started

@@ -134,14 +134,21 @@ def output_row(post: Post, score: PostScore) -> dict[str, Any]:
 def check_output_paths(
     inputs: Sequence[str], output: str | os.PathLike[str], rejects_path: str | os.PathLike[str] | None
 ) -> None:
-    """Refuse a run that would write over one of its inputs, or put its rejects over its output."""
+    """Refuse a run that would write over one of its inputs, or put its rejects over its output;
+    an output folder (the Ray engine's) replaces everything inside it, so nothing may lie there."""
     for name in inputs:
-        if same_file(output, name):
+        if same_file(output, name) or _inside(name, output):
             raise ValueError(f"{output}: the output is also an input and would be overwritten; choose another -o")
         if rejects_path is not None and same_file(rejects_path, name):
             raise ValueError(f"{rejects_path}: the rejects file is also an input and would be overwritten")
-    if rejects_path is not None and same_file(rejects_path, output):
-        raise ValueError(f"{rejects_path}: the rejects file and the output are the same file")
+    if rejects_path is not None and (same_file(rejects_path, output) or _inside(rejects_path, output)):
+        raise ValueError(f"{rejects_path}: the rejects file would be the output or inside it; put it beside")
+
+
+def _inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
+    if STDIO in (str(path), str(folder)):
+        return False
+    return Path(folder).resolve() in Path(path).resolve().parents
 
 
 def validate_window(reader: PostReader, rows: Sequence[RawRow], on_error: str, reasons: dict[str, int]) -> Window:
@@ -335,6 +342,8 @@ def score_files(
     if work is not None:
         _commit(work, rejects_path if summary.rejected else None)
     if not summary.rejected:
+        remove_stale_rejects(rejects_path)
+    if not summary.rejected:
         summary.rejects = None
     summary.seconds = time.perf_counter() - started
     return summary
@@ -425,3 +434,9 @@ def _commit(work: _WorkFiles, rejects_path: str | os.PathLike[str] | None) -> No
     if rejects_path is not None:
         os.replace(work.partial_rejects, rejects_path)
     work.clear()
+
+
+def remove_stale_rejects(rejects_path: str | os.PathLike[str] | None) -> None:
+    """A run without rejects must not leave an earlier run's rejects file beside its output."""
+    if rejects_path is not None and str(rejects_path) != STDIO:
+        Path(rejects_path).unlink(missing_ok=True)
