@@ -234,6 +234,17 @@ def test_write_mode_moves_posts_to_their_split_file(tmp_path, tiny_layout, capsy
     assert _ids(tmp_path) == {**expected, "train": [p["id"] for p in [*train[1:], train[0]]]}
 
 
+def test_write_mode_never_moves_an_established_post_across_the_test_border(tmp_path, tiny_layout):
+    """One appended post can reshuffle its stratum; held-out posts must not leak into train."""
+    held_out = tiny_layout["test"][0]
+    wrong = {**held_out, "split": "train"}  # what a reshuffle would make of it
+    _write_split_files(tmp_path, {**tiny_layout, "test": [wrong, *tiny_layout["test"][1:]]})
+    before = {s: (tmp_path / f"{s}.jsonl").read_bytes() for s in make_splits.SPLITS}
+    with pytest.raises(ValueError, match="into or out of the test split"):
+        make_splits.split_corpus(tmp_path)
+    assert {s: (tmp_path / f"{s}.jsonl").read_bytes() for s in make_splits.SPLITS} == before
+
+
 def test_kocscope_reader_accepts_the_corpus(by_file):
     for split, path in SPLIT_FILES.items():
         reader = read_posts(path)

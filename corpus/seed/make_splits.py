@@ -414,6 +414,21 @@ def split_corpus(folder: Path = HERE, write: bool = True) -> SplitResult:
     if misplaced and not write:
         first = misplaced[0]
         raise _misplaced(first, splits[first.post["id"]], len(misplaced))
+    # a post that already has its split may not cross the test split's border: the shuffle
+    # of a stratum is by sorted ids, so one new post can reshuffle it, and a held-out post
+    # that moved to train (or a trained-on one to test) would leak
+    crossing = [
+        row.post["id"]
+        for row in misplaced
+        if row.post.get("split") not in (None, splits[row.post["id"]])
+        and "test" in (row.post["split"], splits[row.post["id"]])
+    ]
+    if crossing:
+        raise ValueError(
+            f"{folder}: the new split would move {len(crossing)} post(s) already in the corpus into or "
+            f"out of the test split (e.g. {', '.join(crossing[:5])}); the test split is fixed, so add "
+            "new posts as a batch folder of their own (the `extra` command) instead"
+        )
     for post in posts:
         post["split"] = splits[post["id"]]
     if misplaced:
