@@ -23,7 +23,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
-from kocscope.models.base import LABELS, ModelOutputs, PostEstimator, check_texts
+from kocscope.models.base import LABELS, ModelOutputs, PostEstimator
 from kocscope.models.bundle import CONFIG_FILE, BundleError, read_bundle_config, save_bundle
 from kocscope.models.long_text import STRATEGIES, LongTextConfig, Windows, make_windows
 from kocscope.models.lora import apply_lora, lora_state_dict, merge_lora
@@ -434,7 +434,12 @@ class TransformerPostModel(ClassifierMixin, PostEstimator, BaseEstimator):
     def windows(self, texts: Sequence[str]) -> Windows:
         """Token-id windows of ``texts`` by the long-text strategy, with the post of each."""
         self._require_module()
-        texts = check_texts(texts)
+        if isinstance(texts, str):
+            raise TypeError("texts must be a list of strings, not a single string")
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] is a {type(text).__name__}, not a string")
         if not texts:
             return Windows()
         bodies = self.tokenizer_(texts, add_special_tokens=False, verbose=False)["input_ids"]
